@@ -1,0 +1,4 @@
+"""Model families, each registered by name in :mod:`tfasc.models.registry`."""
+
+from tfasc.models.registry import available, build, register  # noqa: F401
+from tfasc.models import baseline  # noqa: F401  (registers "baseline_cnn")
