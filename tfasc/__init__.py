@@ -8,7 +8,8 @@ importing tensorflow_io first with the variable unset would bind ``tf.keras`` to
 import os as _os
 
 _os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-# CUDA / TensorRT start-up noise means nothing to a CPU user; errors still reach the console.
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# CUDA / TensorRT start-up noise (logged at C++ error level) means nothing to a CPU user; real
+# failures still surface as Python exceptions. Users can set TF_CPP_MIN_LOG_LEVEL themselves.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 __version__ = "0.1.0"

@@ -1,0 +1,190 @@
+"""Recipe schema: one frozen dataclass per recipe section, with defaults, types and ranges.
+
+A recipe is a YAML mapping whose top-level keys are the fields of :class:`Recipe`. Ranges live in
+``field(metadata=...)`` (``min``/``max``/``gt``/``lt``) and are checked by :mod:`tfasc.config.load`.
+Sections marked ``EXTRA_KEYS_FIELD`` are open: keys they do not declare are arguments of the component
+they select (the model builder, the dataset loader) and are checked against its signature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+
+def _range(**bounds) -> dict:
+    return {"metadata": bounds}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SynthesizeConfig:
+    """Synthesize a small dataset in the real DCASE 2020 1B layout when ``data.root`` does not exist."""
+
+    clips: int = field(default=0, **_range(min=0))
+    """Number of clips to write; 0 disables synthesis (a missing root is then an error)."""
+    seed: int = 0
+    sample_rate: int = field(default=48000, **_range(min=1000))
+    duration_s: float = field(default=10.0, **_range(gt=0))
+    channels: int = field(default=2, **_range(min=1, max=2))
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """Where the audio is, how it is read, and how it is batched."""
+
+    EXTRA_KEYS_FIELD: ClassVar[str] = "options"
+
+    dataset: str = "dcase2020_1b"
+    """Layout loader name (``tfasc.data.datasets.available()``)."""
+    root: str = "data/dcase2020_1b"
+    """Dataset root folder, relative to the working directory or absolute."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Loader options (e.g. ``fold``, ``eval_fold``); given as plain keys of the ``data`` section."""
+    synthesize: SynthesizeConfig = field(default_factory=SynthesizeConfig)
+    sample_rate: int = field(default=48000, **_range(min=1000))
+    """Every clip is resampled to this rate."""
+    duration_s: float = field(default=10.0, **_range(gt=0))
+    """Every clip is cropped or zero-padded to this length."""
+    channels: int = field(default=2, **_range(min=1, max=2))
+    """Channels read from each file (mono files are repeated, stereo averaged when 1)."""
+    train_split: str = "train"
+    eval_split: str = "evaluate"
+    skip_bad_files: bool = False
+    """Skip (and count) corrupt, empty or unreadable files instead of stopping."""
+    cache: bool = True
+    """Keep computed features on disk, keyed by a hash of the feature parameters and file list."""
+    cache_dir: str = ".tfasc_cache"
+    batch_size: int = field(default=32, **_range(min=1))
+    seed: int = 0
+    """Seed of shuffling and augmentation."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeaturesConfig:
+    """Log-mel spectrogram parameters (same meaning as in librosa)."""
+
+    n_fft: int = field(default=2048, **_range(min=16))
+    win_length: int | None = field(default=None, **_range(min=1))
+    hop_length: int = field(default=512, **_range(min=1))
+    window: Literal["hann", "hamming"] = "hann"
+    center: bool = True
+    pad_mode: Literal["constant", "reflect"] = "constant"
+    n_mels: int = field(default=128, **_range(min=1))
+    fmin: float = field(default=0.0, **_range(min=0))
+    fmax: float | None = field(default=None, **_range(gt=0))
+    power: float = field(default=2.0, **_range(gt=0))
+    amin: float = field(default=1e-10, **_range(gt=0))
+    top_db: float | None = field(default=80.0, **_range(gt=0))
+    channel_mode: Literal["keep", "mono", "mid_side"] = "keep"
+    """``mid_side`` turns stereo into the average/difference pair (L+R)/2, (L−R)/2."""
+    standardize: bool = True
+    """Subtract the training set's mean and divide by its standard deviation (one scalar each)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """Which registered model to build; other keys are that builder's arguments."""
+
+    EXTRA_KEYS_FIELD: ClassVar[str] = "options"
+
+    name: str = "baseline_cnn"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PhaseConfig:
+    """One phase of a ``phases`` learning-rate schedule."""
+
+    epochs: int = field(**_range(min=1))
+    start: float = field(**_range(gt=0))
+    end: float | None = field(default=None, **_range(gt=0))
+    """Learning rate at the end of the phase (default: ``start``)."""
+    shape: Literal["constant", "linear", "exponential", "cosine"] = "constant"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduleConfig:
+    """Learning-rate schedule; ``training.learning_rate`` is the initial (one-cycle: peak) rate."""
+
+    name: Literal["constant", "piecewise_constant", "exponential_decay", "linear_decay", "one_cycle", "phases"] = "constant"
+    boundaries: tuple[int, ...] = field(default=(), **_range(min=1))
+    """piecewise_constant: epochs at which the rate changes."""
+    values: tuple[float, ...] = field(default=(), **_range(gt=0))
+    """piecewise_constant: one rate per interval (``len(boundaries) + 1``)."""
+    final_learning_rate: float = field(default=1e-6, **_range(gt=0))
+    """exponential_decay / linear_decay: the rate reached after ``decay_epochs``."""
+    decay_epochs: int | None = field(default=None, **_range(min=1))
+    """exponential_decay / linear_decay: epochs to decay over (default: all), then hold."""
+    warmup_fraction: float = field(default=0.3, **_range(gt=0, lt=1))
+    """one_cycle: fraction of training spent rising to the peak."""
+    div_factor: float = field(default=25.0, **_range(gt=0))
+    """one_cycle: initial rate = peak / div_factor."""
+    final_div_factor: float = field(default=1e4, **_range(gt=0))
+    """one_cycle: final rate = initial / final_div_factor."""
+    phases: tuple[PhaseConfig, ...] = ()
+
+    def __post_init__(self):
+        if self.name == "piecewise_constant" and len(self.values) != len(self.boundaries) + 1:
+            raise ValueError(
+                f"schedule.values: piecewise_constant needs len(boundaries) + 1 = {len(self.boundaries) + 1} "
+                f"values, got {len(self.values)}"
+            )
+        if list(self.boundaries) != sorted(set(self.boundaries)):
+            raise ValueError(f"schedule.boundaries: expected strictly increasing epochs, got {list(self.boundaries)}")
+        if self.name == "phases" and not self.phases:
+            raise ValueError("schedule.phases: the phases schedule needs at least one phase")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LossConfig:
+    name: Literal["crossentropy", "cb_focal"] = "crossentropy"
+    label_smoothing: float = field(default=0.0, **_range(min=0, lt=1))
+    beta: float = field(default=0.999, **_range(min=0, lt=1))
+    """cb_focal: class-balancing β of Cui et al. (2019)."""
+    gamma: float = field(default=2.0, **_range(min=0))
+    """cb_focal: focusing parameter γ."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingConfig:
+    epochs: int = field(default=10, **_range(min=1))
+    optimizer: Literal["adam", "sgd"] = "adam"
+    learning_rate: float = field(default=1e-3, **_range(gt=0))
+    momentum: float = field(default=0.9, **_range(min=0, lt=1))
+    """sgd: momentum."""
+    nesterov: bool = False
+    weight_decay: float = field(default=0.0, **_range(min=0))
+    """Decoupled weight decay (AdamW / SGDW style) applied by the optimizer."""
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    steps_per_epoch: int | None = field(default=None, **_range(min=1))
+    """Batches per epoch (default: one pass over the training split)."""
+    seed: int = 0
+    """Seed of weight initialization."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluateConfig:
+    held_out_groups: tuple[str, ...] = ()
+    """Groups (e.g. cities) to also report separately, e.g. the unseen city ``milan``."""
+    batch_size: int = field(default=64, **_range(min=1))
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputConfig:
+    dir: str = "runs"
+    """Parent folder of run directories ``<dir>/<recipe>-<timestamp>/``."""
+    plots: bool = True
+    tensorboard: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recipe:
+    name: str = "recipe"
+    """Recipe name (defaults to the file name without extension)."""
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)

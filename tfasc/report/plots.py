@@ -1,0 +1,74 @@
+"""PNG plots for the run directory: training curves and confusion matrices (matplotlib, no display)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display on training machines
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def read_history(csv_path: Path) -> dict[str, list[float]]:
+    """Columns of a Keras CSVLogger file (one row per epoch), keeping the last row of each epoch."""
+    rows: dict[int, dict] = {}
+    with open(csv_path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            rows[int(row["epoch"])] = row
+    columns: dict[str, list[float]] = {}
+    for epoch in sorted(rows):
+        for key, value in rows[epoch].items():
+            columns.setdefault(key, []).append(float(value) if value not in ("", None) else float("nan"))
+    return columns
+
+
+def plot_history(history: dict[str, list[float]], path: Path) -> Path:
+    """Loss and accuracy per epoch, training and evaluation side by side."""
+    plt = _pyplot()
+    epochs = np.asarray(history.get("epoch", []), int) + 1
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, metric in zip(axes, ("loss", "accuracy")):
+        for prefix, label in (("", "train"), ("val_", "evaluate")):
+            if prefix + metric in history:
+                axis.plot(epochs, history[prefix + metric], marker="o", label=label)
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(metric)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_confusion(matrix: Sequence[Sequence[int]], class_names: Sequence[str], path: Path, title: str) -> Path:
+    """Confusion matrix with row-normalized colours and raw counts written in each cell."""
+    plt = _pyplot()
+    matrix = np.asarray(matrix)
+    normalized = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    size = max(4, 0.6 * len(class_names) + 2)
+    fig, axis = plt.subplots(figsize=(size, size))
+    axis.imshow(normalized, cmap="Blues", vmin=0, vmax=1)
+    ticks = np.arange(len(class_names))
+    axis.set_xticks(ticks, class_names, rotation=45, ha="right")
+    axis.set_yticks(ticks, class_names)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    axis.set_title(title)
+    for i in range(len(class_names)):
+        for j in range(len(class_names)):
+            axis.text(j, i, str(matrix[i, j]), ha="center", va="center",
+                      color="white" if normalized[i, j] > 0.5 else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

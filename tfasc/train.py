@@ -1,0 +1,44 @@
+"""``python -m tfasc.train RECIPE [--set KEY=VALUE ...] [--out DIR]``: run a recipe end to end."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import tfasc  # noqa: F401  (environment for TensorFlow before it loads)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m tfasc.train",
+        description="Train, evaluate and report one tfasc recipe. Started again with the same command, "
+        "an interrupted run continues from its last finished epoch.",
+    )
+    parser.add_argument("recipe", help="recipe YAML file, e.g. recipes/quickstart.yaml")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a recipe value, e.g. --set training.epochs=3 (repeatable; VALUE is YAML)",
+    )
+    parser.add_argument("--out", default=None, help="run directory (default: <output.dir>/<recipe>-<timestamp>)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from tfasc.config import RecipeError, load_recipe
+    from tfasc.data.datasets.base import DatasetError
+
+    try:
+        recipe = load_recipe(args.recipe, args.overrides)
+        from tfasc.training.run import run_recipe
+
+        run_dir = run_recipe(recipe, out=args.out)
+    except (RecipeError, DatasetError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"done: {run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

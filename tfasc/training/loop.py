@@ -1,0 +1,101 @@
+"""Compile and fit a model with per-epoch checkpoints that survive interruption.
+
+Resume uses Keras' ``BackupAndRestore``: at the end of every epoch the weights, optimizer state
+(including the step that drives the learning-rate schedule) and epoch counter are written to
+``checkpoints/``; a run started again with the same command restores them and continues with the
+next epoch. The CSV log is appended to, so finished epochs are never lost or repeated.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+import tfasc  # noqa: F401
+import tensorflow as tf
+import tf_keras as keras
+
+from tfasc.training.schedules import build_optimizer
+
+CHECKPOINT_DIR = "checkpoints"
+LOG_DIR = "logs"
+HISTORY_CSV = "history.csv"
+
+
+def build_loss(loss_config, *, class_counts: np.ndarray, multi_label: bool) -> keras.losses.Loss:
+    """Cross-entropy on logits (softmax, or sigmoid for multi-label) or the class-balanced focal loss."""
+    if loss_config.name == "cb_focal":
+        from tfasc.losses import ClassBalancedFocalLoss
+
+        return ClassBalancedFocalLoss(
+            samples_per_class=[int(c) for c in class_counts], beta=loss_config.beta, gamma=loss_config.gamma
+        )
+    if multi_label:
+        return keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=loss_config.label_smoothing)
+    return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=loss_config.label_smoothing)
+
+
+def steps_per_epoch(num_examples: int, batch_size: int, override: int | None = None) -> int:
+    """Batches in one pass over the training split (or the recipe's override)."""
+    return override or max(1, math.ceil(num_examples / batch_size))
+
+
+def compile_model(model, training, *, steps: int, class_counts: np.ndarray, multi_label: bool) -> None:
+    metric = (
+        keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)
+        if multi_label
+        else keras.metrics.CategoricalAccuracy(name="accuracy")
+    )
+    model.compile(
+        optimizer=build_optimizer(training, steps_per_epoch=steps),
+        loss=build_loss(training.loss, class_counts=class_counts, multi_label=multi_label),
+        metrics=[metric],
+    )
+
+
+def fit(
+    model,
+    train_data: tf.data.Dataset,
+    eval_data: tf.data.Dataset | None,
+    *,
+    epochs: int,
+    steps: int,
+    run_dir: Path,
+    tensorboard: bool = True,
+    extra_callbacks=(),
+    verbose: int = 2,
+) -> keras.callbacks.History:
+    """``model.fit`` with backup/restore, CSV and TensorBoard logs in ``run_dir``.
+
+    ``train_data`` must repeat (see ``make_dataset(repeat=True)``); ``steps`` batches make an epoch.
+    """
+    run_dir = Path(run_dir)
+    (run_dir / LOG_DIR).mkdir(parents=True, exist_ok=True)
+    callbacks = [
+        # First, so an epoch is saved for resume before anything reports it as finished.
+        keras.callbacks.BackupAndRestore(str(run_dir / CHECKPOINT_DIR), save_freq="epoch", delete_checkpoint=False),
+        keras.callbacks.CSVLogger(str(run_dir / LOG_DIR / HISTORY_CSV), append=True),
+        *extra_callbacks,
+    ]
+    if tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / LOG_DIR / "tensorboard"), profile_batch=0))
+    return model.fit(
+        train_data,
+        validation_data=eval_data,
+        epochs=epochs,
+        steps_per_epoch=steps,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+
+
+def save_model_atomic(model, path: Path) -> Path:
+    """Save ``model`` to ``path`` (``.keras``) through a temporary file, so a kill leaves no partial model."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    model.save(tmp)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,296 @@
+"""One recipe, end to end: data → features → model → training → evaluation → report.
+
+Each step is a function over the recipe and the run directory; :func:`run_recipe` chains them.
+A run directory records the resolved recipe, so the same command started again finds its
+unfinished run and continues it (see :func:`resolve_run_dir`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+import tfasc  # noqa: F401
+import tensorflow as tf
+import tf_keras as keras
+
+from tfasc import metrics as metric_fns
+from tfasc.config.load import RecipeError, check_options, dump_recipe
+from tfasc.data import datasets
+from tfasc.data.datasets.base import DatasetError, DatasetIndex
+from tfasc.data.pipeline import FeatureSet, extract_features, label_targets, make_dataset, standardization
+from tfasc.report import plots
+from tfasc.report.writer import write_atomic, write_report
+from tfasc.training import loop
+
+RECIPE_FILE = "recipe.yaml"
+MODEL_FILE = "model.keras"
+NORMALIZATION_FILE = "normalization.json"
+
+
+def log(message: str) -> None:
+    print(f"[tfasc] {message}", flush=True)
+
+
+def validate_components(recipe) -> None:
+    """Check the open sections (model and dataset options) against their components' signatures."""
+    from tfasc import models
+
+    if recipe.model.name not in models.available():
+        raise RecipeError(f"model.name: unknown model {recipe.model.name!r}; available: {', '.join(models.available())}")
+    builder = models.registry._BUILDERS[recipe.model.name]
+    check_options("model", recipe.model.options, builder, also_valid=("name",))
+    if recipe.data.dataset not in datasets.available():
+        raise RecipeError(
+            f"data.dataset: unknown dataset {recipe.data.dataset!r}; available: {', '.join(datasets.available())}"
+        )
+    data_keys = [f.name for f in dataclasses.fields(recipe.data) if f.name != "options"]
+    check_options("data", recipe.data.options, datasets.LOADERS[recipe.data.dataset], also_valid=data_keys)
+
+
+def resolve_run_dir(recipe, *, out: Path | str | None = None) -> tuple[Path, bool]:
+    """The run directory for ``recipe`` and whether it resumes an unfinished run.
+
+    With ``out``: that folder; it must be empty or hold a run of the same resolved recipe.
+    Without: the newest ``<output.dir>/<name>-<timestamp>`` whose recipe matches and which has no
+    report yet is resumed; otherwise a new timestamped folder is made.
+    """
+    text = dump_recipe(recipe)
+    if out is not None:
+        run_dir = Path(out)
+        recorded = run_dir / RECIPE_FILE
+        if recorded.exists():
+            if recorded.read_text() != text:
+                raise RecipeError(
+                    f"{run_dir} holds a run of a different recipe ({recorded}); choose another --out "
+                    "or remove that folder"
+                )
+            return run_dir, True
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise RecipeError(f"{run_dir} exists and is not a tfasc run directory; choose another --out")
+        return run_dir, False
+    parent = Path(recipe.output.dir)
+    for candidate in sorted(parent.glob(f"{recipe.name}-*"), reverse=True):
+        recorded = candidate / RECIPE_FILE
+        if recorded.is_file() and recorded.read_text() == text and not (candidate / "report.json").exists():
+            return candidate, True
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return parent / f"{recipe.name}-{stamp}", False
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Features and targets of both splits, ready for ``make_dataset``."""
+
+    index: DatasetIndex
+    train: FeatureSet
+    eval: FeatureSet
+    train_targets: np.ndarray
+    eval_targets: np.ndarray
+    mean: float
+    std: float
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.features.shape[1:])
+
+
+def ensure_dataset(recipe) -> Path:
+    """The dataset root, synthesized first when absent and the recipe asks for it."""
+    root = Path(recipe.data.root)
+    if root.exists():
+        return root
+    synth = recipe.data.synthesize
+    if synth.clips == 0:
+        raise DatasetError(
+            f"data.root: {root} does not exist. Point data.root at the dataset, or set data.synthesize.clips "
+            "to generate a small DCASE-layout dataset there."
+        )
+    if recipe.data.dataset != "dcase2020_1b":
+        raise RecipeError(f"data.synthesize: only the dcase2020_1b layout can be synthesized, not {recipe.data.dataset!r}")
+    from tfasc.data.synthesize import synthesize_dcase2020_1b
+
+    log(f"synthesizing {synth.clips} clips in the DCASE 2020 1B layout at {root}")
+    synthesize_dcase2020_1b(
+        root, clips=synth.clips, seed=synth.seed, sample_rate=synth.sample_rate,
+        duration_s=synth.duration_s, channels=synth.channels,
+    )
+    return root
+
+
+def feature_params(recipe) -> dict:
+    """Keyword arguments of ``log_mel_spectrogram`` from the recipe (sample rate excluded)."""
+    params = dataclasses.asdict(recipe.features)
+    params.pop("standardize")
+    return params
+
+
+def prepare_data(recipe) -> PreparedData:
+    """Load the dataset index, compute (or read cached) features of both splits, and targets."""
+    data = recipe.data
+    root = ensure_dataset(recipe)
+    index = datasets.load(data.dataset, root, **data.options)
+    splits = {}
+    for name in (data.train_split, data.eval_split):
+        examples = index.split(name)
+        if not examples:
+            raise DatasetError(
+                f"{root}: the {data.dataset} index has no examples in split {name!r} "
+                f"(splits present: {sorted({str(e.split) for e in index.examples})})"
+            )
+        splits[name] = extract_features(
+            examples,
+            sample_rate=data.sample_rate,
+            duration_s=data.duration_s,
+            channels=data.channels,
+            feature_params=feature_params(recipe),
+            cache_dir=Path(data.cache_dir) if data.cache else None,
+            skip_bad_files=data.skip_bad_files,
+            description=f"features ({name})",
+        )
+        skipped = splits[name].skipped
+        if skipped:
+            log(f"skipped {len(skipped)} unreadable file(s) in split {name!r}; first: {skipped[0][0]} ({skipped[0][1]})")
+    train, evaluation = splits[data.train_split], splits[data.eval_split]
+    mean, std = standardization(train.features) if recipe.features.standardize else (0.0, 1.0)
+    return PreparedData(
+        index=index,
+        train=train,
+        eval=evaluation,
+        train_targets=label_targets(train.examples, index.classes, multi_label=index.multi_label),
+        eval_targets=label_targets(evaluation.examples, index.classes, multi_label=index.multi_label),
+        mean=mean,
+        std=std,
+    )
+
+
+def build_model(recipe, input_shape, num_classes: int):
+    from tfasc import models
+
+    keras.utils.set_random_seed(recipe.training.seed)
+    return models.build(recipe.model.name, input_shape, num_classes, **recipe.model.options)
+
+
+def train(recipe, run_dir: Path, data: PreparedData, *, augment=None):
+    """Train (or resume training) and save ``model.keras``; returns the trained model."""
+    model_path = run_dir / MODEL_FILE
+    if model_path.exists():
+        log(f"training already finished: {model_path}")
+        return keras.models.load_model(model_path)
+    training = recipe.training
+    steps = loop.steps_per_epoch(len(data.train_targets), recipe.data.batch_size, training.steps_per_epoch)
+    model = build_model(recipe, data.input_shape, len(data.index.classes))
+    loop.compile_model(
+        model, training, steps=steps, class_counts=data.train_targets.sum(axis=0), multi_label=data.index.multi_label
+    )
+    train_ds = make_dataset(
+        data.train.features, data.train_targets, batch_size=recipe.data.batch_size, shuffle=True,
+        seed=recipe.data.seed, mean=data.mean, std=data.std, augment=augment, repeat=True,
+    )
+    eval_ds = make_dataset(
+        data.eval.features, data.eval_targets, batch_size=recipe.evaluate.batch_size, shuffle=False,
+        mean=data.mean, std=data.std,
+    )
+    log(f"training {recipe.model.name} ({model.count_params():,} parameters) for {training.epochs} epochs "
+        f"of {steps} steps")
+    loop.fit(model, train_ds, eval_ds, epochs=training.epochs, steps=steps, run_dir=run_dir,
+             tensorboard=recipe.output.tensorboard)
+    loop.save_model_atomic(model, model_path)
+    return model
+
+
+def predict_scores(model, features: np.ndarray, *, mean: float, std: float, batch_size: int, multi_label: bool) -> np.ndarray:
+    """Class probabilities ``[examples, classes]`` (softmax, or sigmoid for multi-label)."""
+    dummy = np.zeros((len(features), 1), np.float32)
+    dataset = make_dataset(features, dummy, batch_size=batch_size, shuffle=False, mean=mean, std=std)
+    logits = model.predict(dataset.map(lambda x, y: x), verbose=0)
+    return tf.sigmoid(logits).numpy() if multi_label else metric_fns.softmax(logits)
+
+
+def evaluate(recipe, model, data: PreparedData) -> tuple[dict, dict]:
+    """Metrics on the evaluation split, and on each held-out group of it."""
+    classes = data.index.classes
+    scores = predict_scores(model, data.eval.features, mean=data.mean, std=data.std,
+                            batch_size=recipe.evaluate.batch_size, multi_label=data.index.multi_label)
+
+    def score(rows: np.ndarray) -> dict:
+        if data.index.multi_label:
+            return metric_fns.multilabel_metrics(scores[rows], data.eval_targets[rows], classes)
+        return metric_fns.classification_metrics(scores[rows], data.eval_targets[rows].argmax(axis=1), classes)
+
+    everything = score(np.arange(len(scores)))
+    held_out = {}
+    groups = np.array([e.group for e in data.eval.examples], dtype=object)
+    for group in recipe.evaluate.held_out_groups:
+        rows = np.flatnonzero(groups == group)
+        if len(rows) == 0:
+            log(f"evaluate.held_out_groups: no evaluation clip belongs to group {group!r}; not reported")
+            continue
+        held_out[group] = score(rows)
+    return everything, held_out
+
+
+def make_plots(run_dir: Path, classes, metrics: dict, held_out: dict) -> dict:
+    plot_dir = run_dir / "plots"
+    plot_dir.mkdir(exist_ok=True)
+    made = {}
+    history = run_dir / loop.LOG_DIR / loop.HISTORY_CSV
+    if history.exists():
+        made["training curves"] = plots.plot_history(plots.read_history(history), plot_dir / "training_curves.png")
+    for title, m in [("evaluation", metrics), *[(f"held-out {g}", m) for g, m in held_out.items()]]:
+        if "confusion_matrix" in m:
+            name = "confusion_matrix.png" if title == "evaluation" else f"confusion_matrix_{title.split()[-1]}.png"
+            made[f"confusion matrix ({title})"] = plots.plot_confusion(m["confusion_matrix"], classes, plot_dir / name, title)
+    return {name: str(path.relative_to(run_dir)) for name, path in made.items()}
+
+
+def run_recipe(recipe, *, out: Path | str | None = None, augment_factory=None) -> Path:
+    """Run ``recipe`` end to end and return its run directory."""
+    started = time.time()
+    validate_components(recipe)
+    run_dir, resumed = resolve_run_dir(recipe, out=out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log(("resuming " if resumed else "run directory ") + str(run_dir))
+    write_atomic(run_dir / RECIPE_FILE, dump_recipe(recipe))
+
+    data = prepare_data(recipe)
+    write_atomic(run_dir / NORMALIZATION_FILE, json.dumps({"mean": data.mean, "std": data.std}) + "\n")
+    augment = augment_factory(recipe, data) if augment_factory else None
+    model = train(recipe, run_dir, data, augment=augment)
+    metrics, held_out = evaluate(recipe, model, data)
+
+    report = {
+        "recipe": recipe.name,
+        "run_dir": str(run_dir),
+        "metrics": metrics,
+        "held_out": held_out,
+        "model": {
+            "name": recipe.model.name,
+            "params": int(model.count_params()),
+            "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+            "input_shape": list(data.input_shape),
+        },
+        "data": {
+            "dataset": recipe.data.dataset,
+            "root": str(recipe.data.root),
+            "train_split": recipe.data.train_split,
+            "eval_split": recipe.data.eval_split,
+            "train_examples": len(data.train.examples),
+            "eval_examples": len(data.eval.examples),
+            "classes": list(data.index.classes),
+            "skipped_files": len(data.train.skipped) + len(data.eval.skipped),
+            "standardization": {"mean": data.mean, "std": data.std},
+        },
+        "time_s": time.time() - started,
+    }
+    if recipe.output.plots:
+        report["plots"] = make_plots(run_dir, data.index.classes, metrics, held_out)
+    json_path, _ = write_report(run_dir, report)
+    log(f"report: {json_path}")
+    return run_dir
