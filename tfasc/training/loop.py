@@ -3,11 +3,13 @@
 Resume uses Keras' ``BackupAndRestore``: at the end of every epoch the weights, optimizer state
 (including the step that drives the learning-rate schedule) and epoch counter are written to
 ``checkpoints/``; a run started again with the same command restores them and continues with the
-next epoch. The CSV log is appended to, so finished epochs are never lost or repeated.
+next epoch. The CSV log keeps one row per finished epoch: rows of epochs that are being redone
+after a restart are dropped, so no finished epoch is lost or repeated.
 """
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 from pathlib import Path
@@ -56,6 +58,48 @@ def compile_model(model, training, *, steps: int, class_counts: np.ndarray, mult
     )
 
 
+class EpochCSVLogger(keras.callbacks.Callback):
+    """One CSV row per epoch, safe across restarts.
+
+    Written before the backup, so a kill between the two leaves a row for an epoch that the restart
+    redoes; when the first epoch of a (re)started fit begins, rows from that epoch on are dropped.
+    """
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = Path(path)
+        self._started = False
+
+    def _rows(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        with open(self.path, newline="") as handle:
+            return list(csv.DictReader(handle))
+
+    def _write(self, rows: list[dict]) -> None:
+        fields = list(dict.fromkeys(key for row in rows for key in row))
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self._started:
+            self._started = True
+            rows = self._rows()
+            kept = [row for row in rows if int(row["epoch"]) < epoch]
+            if len(kept) != len(rows):
+                self._write(kept)
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch, **{key: float(value) for key, value in (logs or {}).items()}}
+        self._write([*self._rows(), row])
+
+
 def fit(
     model,
     train_data: tf.data.Dataset,
@@ -75,9 +119,8 @@ def fit(
     run_dir = Path(run_dir)
     (run_dir / LOG_DIR).mkdir(parents=True, exist_ok=True)
     callbacks = [
-        # First, so an epoch is saved for resume before anything reports it as finished.
+        EpochCSVLogger(run_dir / LOG_DIR / HISTORY_CSV),
         keras.callbacks.BackupAndRestore(str(run_dir / CHECKPOINT_DIR), save_freq="epoch", delete_checkpoint=False),
-        keras.callbacks.CSVLogger(str(run_dir / LOG_DIR / HISTORY_CSV), append=True),
         *extra_callbacks,
     ]
     if tensorboard:
