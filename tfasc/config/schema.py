@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from tfasc.augment.mixing import AugmentPolicy
+
 
 def _range(**bounds) -> dict:
     return {"metadata": bounds}
@@ -185,6 +187,8 @@ class Recipe:
     data: DataConfig = field(default_factory=DataConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentPolicy = field(default_factory=AugmentPolicy)
+    """Batch augmentation (FreqMix / CutMix / mixup / SpecAugment); the defaults augment nothing."""
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     output: OutputConfig = field(default_factory=OutputConfig)

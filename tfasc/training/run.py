@@ -21,6 +21,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfasc import metrics as metric_fns
+from tfasc.augment.mixing import make_batch_augmenter
 from tfasc.config.load import RecipeError, check_options, dump_recipe
 from tfasc.data import datasets
 from tfasc.data.datasets.base import DatasetError, DatasetIndex
@@ -177,7 +178,7 @@ def build_model(recipe, input_shape, num_classes: int):
     return models.build(recipe.model.name, input_shape, num_classes, **recipe.model.options)
 
 
-def train(recipe, run_dir: Path, data: PreparedData, *, augment=None):
+def train(recipe, run_dir: Path, data: PreparedData):
     """Train (or resume training) and save ``model.keras``; returns the trained model."""
     model_path = run_dir / MODEL_FILE
     if model_path.exists():
@@ -189,6 +190,7 @@ def train(recipe, run_dir: Path, data: PreparedData, *, augment=None):
     loop.compile_model(
         model, training, steps=steps, class_counts=data.train_targets.sum(axis=0), multi_label=data.index.multi_label
     )
+    augment = make_batch_augmenter(recipe.augment, recipe.data.seed) if recipe.augment.enabled else None
     train_ds = make_dataset(
         data.train.features, data.train_targets, batch_size=recipe.data.batch_size, shuffle=True,
         seed=recipe.data.seed, mean=data.mean, std=data.std, augment=augment, repeat=True,
@@ -250,7 +252,7 @@ def make_plots(run_dir: Path, classes, metrics: dict, held_out: dict) -> dict:
     return {name: str(path.relative_to(run_dir)) for name, path in made.items()}
 
 
-def run_recipe(recipe, *, out: Path | str | None = None, augment_factory=None) -> Path:
+def run_recipe(recipe, *, out: Path | str | None = None) -> Path:
     """Run ``recipe`` end to end and return its run directory."""
     started = time.time()
     validate_components(recipe)
@@ -261,8 +263,7 @@ def run_recipe(recipe, *, out: Path | str | None = None, augment_factory=None) -
 
     data = prepare_data(recipe)
     write_atomic(run_dir / NORMALIZATION_FILE, json.dumps({"mean": data.mean, "std": data.std}) + "\n")
-    augment = augment_factory(recipe, data) if augment_factory else None
-    model = train(recipe, run_dir, data, augment=augment)
+    model = train(recipe, run_dir, data)
     metrics, held_out = evaluate(recipe, model, data)
 
     report = {
