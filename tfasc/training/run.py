@@ -92,6 +92,8 @@ class PreparedData:
     index: DatasetIndex
     train: FeatureSet
     eval: FeatureSet
+    held_out: dict
+    """Group name → features of that group's clips outside the training split."""
     train_targets: np.ndarray
     eval_targets: np.ndarray
     mean: float
@@ -132,6 +134,44 @@ def feature_params(recipe) -> dict:
     return params
 
 
+def _features(recipe, examples, description: str) -> FeatureSet:
+    data = recipe.data
+    result = extract_features(
+        examples,
+        sample_rate=data.sample_rate,
+        duration_s=data.duration_s,
+        channels=data.channels,
+        feature_params=feature_params(recipe),
+        cache_dir=Path(data.cache_dir) if data.cache else None,
+        skip_bad_files=data.skip_bad_files,
+        description=description,
+    )
+    if result.skipped:
+        path, reason = result.skipped[0]
+        log(f"skipped {len(result.skipped)} unreadable file(s) in {description}; first: {path} ({reason})")
+    return result
+
+
+def held_out_examples(recipe, index: DatasetIndex) -> dict:
+    """For each ``evaluate.held_out_groups`` entry, the examples of that group outside the training split.
+
+    That is the paper's unseen-city evaluation (DCASE 2020 1B: Milan never appears in fold 1 training);
+    it includes clips the setup files leave out of both splits.
+    """
+    train_split = recipe.data.train_split
+    selected = {}
+    for group in recipe.evaluate.held_out_groups:
+        in_train = sum(1 for e in index.examples if e.group == group and e.split == train_split)
+        if in_train:
+            log(f"evaluate.held_out_groups: {in_train} training clips belong to {group!r}; it is not unseen")
+        examples = tuple(e for e in index.examples if e.group == group and e.split != train_split)
+        if not examples:
+            log(f"evaluate.held_out_groups: no clip outside the training split belongs to {group!r}; not reported")
+            continue
+        selected[group] = examples
+    return selected
+
+
 def prepare_data(recipe) -> PreparedData:
     """Load the dataset index, compute (or read cached) features of both splits, and targets."""
     data = recipe.data
@@ -145,27 +185,21 @@ def prepare_data(recipe) -> PreparedData:
                 f"{root}: the {data.dataset} index has no examples in split {name!r} "
                 f"(splits present: {sorted({str(e.split) for e in index.examples})})"
             )
-        splits[name] = extract_features(
-            examples,
-            sample_rate=data.sample_rate,
-            duration_s=data.duration_s,
-            channels=data.channels,
-            feature_params=feature_params(recipe),
-            cache_dir=Path(data.cache_dir) if data.cache else None,
-            skip_bad_files=data.skip_bad_files,
-            description=f"features ({name})",
-        )
-        skipped = splits[name].skipped
-        if skipped:
-            log(f"skipped {len(skipped)} unreadable file(s) in split {name!r}; first: {skipped[0][0]} ({skipped[0][1]})")
+        splits[name] = _features(recipe, examples, f"features ({name})")
     train, evaluation = splits[data.train_split], splits[data.eval_split]
+    held_out = {
+        group: _features(recipe, examples, f"features ({group})")
+        for group, examples in held_out_examples(recipe, index).items()
+    }
     mean, std = standardization(train.features) if recipe.features.standardize else (0.0, 1.0)
+    targets = lambda feature_set: label_targets(feature_set.examples, index.classes, multi_label=index.multi_label)
     return PreparedData(
         index=index,
         train=train,
         eval=evaluation,
-        train_targets=label_targets(train.examples, index.classes, multi_label=index.multi_label),
-        eval_targets=label_targets(evaluation.examples, index.classes, multi_label=index.multi_label),
+        held_out=held_out,
+        train_targets=targets(train),
+        eval_targets=targets(evaluation),
         mean=mean,
         std=std,
     )
@@ -215,26 +249,26 @@ def predict_scores(model, features: np.ndarray, *, mean: float, std: float, batc
     return tf.sigmoid(logits).numpy() if multi_label else metric_fns.softmax(logits)
 
 
+def score_features(model, features: FeatureSet, targets: np.ndarray, data: PreparedData, batch_size: int) -> dict:
+    """Metrics of ``model`` on one feature set."""
+    scores = predict_scores(model, features.features, mean=data.mean, std=data.std,
+                            batch_size=batch_size, multi_label=data.index.multi_label)
+    if data.index.multi_label:
+        return metric_fns.multilabel_metrics(scores, targets, data.index.classes)
+    return metric_fns.classification_metrics(scores, targets.argmax(axis=1), data.index.classes)
+
+
 def evaluate(recipe, model, data: PreparedData) -> tuple[dict, dict]:
-    """Metrics on the evaluation split, and on each held-out group of it."""
-    classes = data.index.classes
-    scores = predict_scores(model, data.eval.features, mean=data.mean, std=data.std,
-                            batch_size=recipe.evaluate.batch_size, multi_label=data.index.multi_label)
-
-    def score(rows: np.ndarray) -> dict:
-        if data.index.multi_label:
-            return metric_fns.multilabel_metrics(scores[rows], data.eval_targets[rows], classes)
-        return metric_fns.classification_metrics(scores[rows], data.eval_targets[rows].argmax(axis=1), classes)
-
-    everything = score(np.arange(len(scores)))
-    held_out = {}
-    groups = np.array([e.group for e in data.eval.examples], dtype=object)
-    for group in recipe.evaluate.held_out_groups:
-        rows = np.flatnonzero(groups == group)
-        if len(rows) == 0:
-            log(f"evaluate.held_out_groups: no evaluation clip belongs to group {group!r}; not reported")
-            continue
-        held_out[group] = score(rows)
+    """Metrics on the evaluation split, and on each held-out group."""
+    batch = recipe.evaluate.batch_size
+    everything = score_features(model, data.eval, data.eval_targets, data, batch)
+    held_out = {
+        group: score_features(
+            model, features,
+            label_targets(features.examples, data.index.classes, multi_label=data.index.multi_label), data, batch,
+        )
+        for group, features in data.held_out.items()
+    }
     return everything, held_out
 
 
@@ -286,6 +320,7 @@ def run_recipe(recipe, *, out: Path | str | None = None) -> Path:
             "eval_examples": len(data.eval.examples),
             "classes": list(data.index.classes),
             "skipped_files": len(data.train.skipped) + len(data.eval.skipped),
+            "held_out_examples": {group: len(f.examples) for group, f in data.held_out.items()},
             "standardization": {"mean": data.mean, "std": data.std},
         },
         "time_s": time.time() - started,
