@@ -1,0 +1,398 @@
+"""Deployment bundle for a Cortex-M: the int8 flatbuffer as a C array, its op resolver, its config.
+
+``write_bundle`` writes into ``out_dir``::
+
+    model_int8.tflite   the flatbuffer
+    model_data.h/.cc    alignas(16) const unsigned char g_model_data[]; g_model_data_len
+    ops.h               tflite::MicroMutableOpResolver<N> with exactly the ops the model uses
+    model_config.h      arena size, input shape [1, freq, time, channels], input/output scale and
+                        zero point, class names, feature-extraction parameters
+    README.md           TFLite Micro C++ code that loads and invokes the model
+
+Atomic: everything is written into a temporary directory beside ``out_dir`` and renamed into
+place; an old bundle is replaced only once the new one is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+#: TFLite builtin operator -> ``tflite::MicroMutableOpResolver`` method adding it.
+TFLM_RESOLVER_METHODS: dict[str, str] = {
+    "ABS": "AddAbs",
+    "ADD": "AddAdd",
+    "ADD_N": "AddAddN",
+    "ARG_MAX": "AddArgMax",
+    "ARG_MIN": "AddArgMin",
+    "AVERAGE_POOL_2D": "AddAveragePool2D",
+    "BATCH_MATMUL": "AddBatchMatMul",
+    "BATCH_TO_SPACE_ND": "AddBatchToSpaceNd",
+    "CAST": "AddCast",
+    "CEIL": "AddCeil",
+    "CONCATENATION": "AddConcatenation",
+    "CONV_2D": "AddConv2D",
+    "COS": "AddCos",
+    "CUMSUM": "AddCumSum",
+    "DEPTH_TO_SPACE": "AddDepthToSpace",
+    "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D",
+    "DEQUANTIZE": "AddDequantize",
+    "DIV": "AddDiv",
+    "ELU": "AddElu",
+    "EQUAL": "AddEqual",
+    "EXP": "AddExp",
+    "EXPAND_DIMS": "AddExpandDims",
+    "FILL": "AddFill",
+    "FLOOR": "AddFloor",
+    "FLOOR_DIV": "AddFloorDiv",
+    "FLOOR_MOD": "AddFloorMod",
+    "FULLY_CONNECTED": "AddFullyConnected",
+    "GATHER": "AddGather",
+    "GATHER_ND": "AddGatherNd",
+    "GREATER": "AddGreater",
+    "GREATER_EQUAL": "AddGreaterEqual",
+    "HARD_SWISH": "AddHardSwish",
+    "L2_NORMALIZATION": "AddL2Normalization",
+    "L2_POOL_2D": "AddL2Pool2D",
+    "LEAKY_RELU": "AddLeakyRelu",
+    "LESS": "AddLess",
+    "LESS_EQUAL": "AddLessEqual",
+    "LOG": "AddLog",
+    "LOG_SOFTMAX": "AddLogSoftmax",
+    "LOGICAL_AND": "AddLogicalAnd",
+    "LOGICAL_NOT": "AddLogicalNot",
+    "LOGICAL_OR": "AddLogicalOr",
+    "LOGISTIC": "AddLogistic",
+    "MAX_POOL_2D": "AddMaxPool2D",
+    "MAXIMUM": "AddMaximum",
+    "MEAN": "AddMean",
+    "MINIMUM": "AddMinimum",
+    "MUL": "AddMul",
+    "NEG": "AddNeg",
+    "NOT_EQUAL": "AddNotEqual",
+    "PACK": "AddPack",
+    "PAD": "AddPad",
+    "PADV2": "AddPadV2",
+    "PRELU": "AddPrelu",
+    "QUANTIZE": "AddQuantize",
+    "REDUCE_MAX": "AddReduceMax",
+    "RELU": "AddRelu",
+    "RELU6": "AddRelu6",
+    "RESHAPE": "AddReshape",
+    "RESIZE_BILINEAR": "AddResizeBilinear",
+    "RESIZE_NEAREST_NEIGHBOR": "AddResizeNearestNeighbor",
+    "ROUND": "AddRound",
+    "RSQRT": "AddRsqrt",
+    "SELECT_V2": "AddSelectV2",
+    "SHAPE": "AddShape",
+    "SIN": "AddSin",
+    "SOFTMAX": "AddSoftmax",
+    "SPACE_TO_BATCH_ND": "AddSpaceToBatchNd",
+    "SPACE_TO_DEPTH": "AddSpaceToDepth",
+    "SPLIT": "AddSplit",
+    "SPLIT_V": "AddSplitV",
+    "SQRT": "AddSqrt",
+    "SQUARE": "AddSquare",
+    "SQUARED_DIFFERENCE": "AddSquaredDifference",
+    "SQUEEZE": "AddSqueeze",
+    "STRIDED_SLICE": "AddStridedSlice",
+    "SUB": "AddSub",
+    "SUM": "AddSum",
+    "SVDF": "AddSvdf",
+    "TANH": "AddTanh",
+    "TRANSPOSE": "AddTranspose",
+    "TRANSPOSE_CONV": "AddTransposeConv",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "AddUnidirectionalSequenceLSTM",
+    "UNPACK": "AddUnpack",
+    "ZEROS_LIKE": "AddZerosLike",
+}
+
+MODEL_FILE = "model_int8.tflite"
+BUNDLE_FILES = (MODEL_FILE, "model_data.h", "model_data.cc", "ops.h", "model_config.h", "README.md")
+
+
+def resolver_methods(ops: Sequence[str]) -> list[str]:
+    """The resolver method for each op (sorted, de-duplicated op names).
+
+    Raises:
+        ValueError: an op has no known TFLite Micro resolver method (e.g. a custom op).
+    """
+    unique = sorted(set(ops))
+    unknown = [op for op in unique if op not in TFLM_RESOLVER_METHODS]
+    if unknown:
+        raise ValueError(
+            f"ops {unknown} have no TFLite Micro resolver method known to tfasc (known: "
+            f"{len(TFLM_RESOLVER_METHODS)} builtins, e.g. CONV_2D -> AddConv2D); the model cannot "
+            "be bundled for TFLite Micro as is"
+        )
+    return [TFLM_RESOLVER_METHODS[op] for op in unique]
+
+
+def c_array_source(data: bytes, *, header: str = "model_data.h", bytes_per_line: int = 12) -> str:
+    """``model_data.cc``: the bytes as a 16-byte aligned C array plus its length."""
+    lines = []
+    for start in range(0, len(data), bytes_per_line):
+        chunk = data[start: start + bytes_per_line]
+        lines.append("    " + ", ".join(f"0x{b:02x}" for b in chunk) + ",")
+    body = "\n".join(lines)
+    return (
+        "// Generated by tfasc.deploy.bundle; the int8 TFLite flatbuffer (model_int8.tflite).\n"
+        f'#include "{header}"\n\n'
+        "// TFLite Micro reads tensors in place: keep the flatbuffer 16-byte aligned.\n"
+        "alignas(16) const unsigned char g_model_data[] = {\n"
+        f"{body}\n"
+        "};\n"
+        f"const unsigned int g_model_data_len = {len(data)};\n"
+    )
+
+
+def c_array_header(guard: str = "TFASC_MODEL_DATA_H_") -> str:
+    return (
+        "// Generated by tfasc.deploy.bundle.\n"
+        f"#ifndef {guard}\n#define {guard}\n\n"
+        "extern const unsigned char g_model_data[];\n"
+        "extern const unsigned int g_model_data_len;\n\n"
+        f"#endif  // {guard}\n"
+    )
+
+
+def ops_header(ops: Sequence[str]) -> str:
+    """``ops.h``: a resolver type sized to the model and a function registering its ops."""
+    methods = resolver_methods(ops)
+    adds = "\n".join(
+        f"  if (resolver.{m}() != kTfLiteOk) return kTfLiteError;  // {op}"
+        for op, m in zip(sorted(set(ops)), methods)
+    )
+    return (
+        "// Generated by tfasc.deploy.bundle: exactly the ops model_int8.tflite uses.\n"
+        "#ifndef TFASC_OPS_H_\n#define TFASC_OPS_H_\n\n"
+        '#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"\n\n'
+        f"constexpr int kTfascOpCount = {len(methods)};\n"
+        "using TfascOpResolver = tflite::MicroMutableOpResolver<kTfascOpCount>;\n\n"
+        "inline TfLiteStatus TfascRegisterOps(TfascOpResolver& resolver) {\n"
+        f"{adds}\n"
+        "  return kTfLiteOk;\n"
+        "}\n\n"
+        "#endif  // TFASC_OPS_H_\n"
+    )
+
+
+def _c_identifier(key: str) -> str:
+    cleaned = "".join(c if c.isalnum() else "_" for c in key)
+    return "k" + "".join(part[:1].upper() + part[1:] for part in cleaned.split("_") if part)
+
+
+def _c_float(value: float) -> str:
+    if not math.isfinite(value):
+        raise ValueError(f"feature/quantization value {value!r}: expected a finite number")
+    return f"{float(value)!r}f"
+
+
+def _c_string(value: str) -> str:
+    return json.dumps(value)  # JSON string escapes are valid C string escapes for ASCII/UTF-8
+
+
+def _feature_lines(feature_params: Mapping[str, Any]) -> list[str]:
+    lines = []
+    for key in sorted(feature_params):
+        value = feature_params[key]
+        name = "kFeature" + _c_identifier(key)[1:]
+        if isinstance(value, bool):
+            lines.append(f"constexpr bool {name} = {'true' if value else 'false'};")
+        elif isinstance(value, (int, np.integer)):
+            lines.append(f"constexpr int {name} = {int(value)};")
+        elif isinstance(value, (float, np.floating)):
+            lines.append(f"constexpr float {name} = {_c_float(value)};")
+        elif isinstance(value, str):
+            lines.append(f"constexpr const char* {name} = {_c_string(value)};")
+        elif value is None:
+            lines.append(f"// {key}: None")
+        else:
+            raise ValueError(
+                f"feature_params[{key!r}] = {value!r}: expected a bool, int, float, str or None"
+            )
+    return lines
+
+
+def _quantization(details: Mapping[str, Any]) -> tuple[float, int]:
+    if "quantization" in details:
+        scale, zero_point = details["quantization"]
+    else:
+        scale, zero_point = details["scale"], details["zero_point"]
+    return float(scale), int(zero_point)
+
+
+def model_config_header(
+    *,
+    arena_bytes: int,
+    input_details: Mapping[str, Any],
+    output_details: Mapping[str, Any],
+    feature_params: Mapping[str, Any],
+    class_names: Sequence[str],
+) -> str:
+    """``model_config.h``: everything the firmware needs besides the model bytes."""
+    shape = [int(d) for d in input_details["shape"]]
+    in_scale, in_zero = _quantization(input_details)
+    out_scale, out_zero = _quantization(output_details)
+    names = ", ".join(_c_string(n) for n in class_names)
+    lines = [
+        "// Generated by tfasc.deploy.bundle.",
+        "#ifndef TFASC_MODEL_CONFIG_H_",
+        "#define TFASC_MODEL_CONFIG_H_",
+        "",
+        "// Tensor arena: bytes TFLite Micro allocated for this model (RecordingMicroAllocator),",
+        "// rounded up to 16; add headroom if your platform's kernels need scratch buffers.",
+        f"constexpr int kTensorArenaSize = {arena_bytes};",
+        "",
+        "// Input tensor: [batch, freq, time, channels], int8; q = round(x / scale) + zero_point.",
+        f"constexpr int kInputDims = {len(shape)};",
+        f"constexpr int kInputShape[kInputDims] = {{{', '.join(map(str, shape))}}};",
+        f"constexpr float kInputScale = {_c_float(in_scale)};",
+        f"constexpr int kInputZeroPoint = {in_zero};",
+        "",
+        "// Output tensor: int8 logits per class; x = scale * (q - zero_point).",
+        f"constexpr float kOutputScale = {_c_float(out_scale)};",
+        f"constexpr int kOutputZeroPoint = {out_zero};",
+        f"constexpr int kNumClasses = {len(class_names)};",
+        f"constexpr const char* kClassNames[kNumClasses] = {{{names}}};",
+        "",
+        "// Feature extraction the model was trained with (compute the same on the device).",
+        *_feature_lines(feature_params),
+        "",
+        "#endif  // TFASC_MODEL_CONFIG_H_",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def readme_text(*, ops: Sequence[str], arena_bytes: int, model_bytes: int) -> str:
+    return f"""# tfasc int8 model for TensorFlow Lite Micro
+
+Files: `model_int8.tflite` ({model_bytes} bytes), `model_data.cc/.h` (the same bytes as a
+16-byte aligned C array), `ops.h` (resolver with the {len(set(ops))} ops used: {', '.join(sorted(set(ops)))}),
+`model_config.h` (arena size {arena_bytes} bytes, input shape and quantization, class names,
+feature parameters).
+
+Input: int8 `[1, freq, time, channels]` features, quantized with `kInputScale` / `kInputZeroPoint`.
+Output: int8 logits, one per class in `kClassNames`.
+
+```cpp
+#include "model_config.h"
+#include "model_data.h"
+#include "ops.h"
+#include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/schema/schema_generated.h"
+
+alignas(16) static uint8_t tensor_arena[kTensorArenaSize];
+
+int Classify(const float* features /* freq * time * channels values */) {{
+  const tflite::Model* model = tflite::GetModel(g_model_data);
+  static TfascOpResolver resolver;
+  if (TfascRegisterOps(resolver) != kTfLiteOk) return -1;
+  static tflite::MicroInterpreter interpreter(model, resolver, tensor_arena, kTensorArenaSize);
+  if (interpreter.AllocateTensors() != kTfLiteOk) return -1;
+
+  TfLiteTensor* input = interpreter.input(0);
+  const int count = input->bytes;  // int8: one byte per value
+  for (int i = 0; i < count; ++i) {{
+    int q = static_cast<int>(roundf(features[i] / kInputScale)) + kInputZeroPoint;
+    input->data.int8[i] = static_cast<int8_t>(q < -128 ? -128 : (q > 127 ? 127 : q));
+  }}
+  if (interpreter.Invoke() != kTfLiteOk) return -1;
+
+  const TfLiteTensor* output = interpreter.output(0);
+  int best = 0;
+  for (int c = 1; c < kNumClasses; ++c) {{
+    if (output->data.int8[c] > output->data.int8[best]) best = c;
+  }}
+  return best;  // kClassNames[best]
+}}
+```
+
+The outputs were checked bit for bit against TensorFlow Lite's reference kernels with the
+TFLite Micro Python interpreter when this bundle was made.
+"""
+
+
+def _write_all(directory: Path, files: Mapping[str, bytes | str]) -> None:
+    for name, content in files.items():
+        path = directory / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+
+
+def write_bundle(
+    out_dir: str | os.PathLike,
+    tflite_int8: bytes,
+    *,
+    arena_bytes: int,
+    input_details: Mapping[str, Any],
+    feature_params: Mapping[str, Any],
+    ops: Sequence[str],
+    class_names: Sequence[str],
+    output_details: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write the deployment bundle into ``out_dir`` atomically; returns ``out_dir``.
+
+    Args:
+        tflite_int8: the int8 flatbuffer.
+        arena_bytes: tensor-arena bytes (``tfasc.deploy.tflm.arena_bytes_used``); rounded up to 16.
+        input_details: ``shape`` and ``quantization`` (scale, zero point), as
+            ``tf.lite.Interpreter.get_input_details()[0]`` gives them.
+        feature_params: feature-extraction parameters (sample rate, n_fft, hop, mels, ...).
+        ops: builtin op names (``tfasc.deploy.convert.ops_used``).
+        class_names: output class names, in output order.
+        output_details: like ``input_details`` for the output; read from the flatbuffer if omitted.
+    """
+    if arena_bytes <= 0:
+        raise ValueError(f"arena_bytes={arena_bytes}: expected the positive arena size in bytes")
+    if not class_names:
+        raise ValueError("class_names is empty: expected one name per output class")
+    if output_details is None:
+        from tfasc.deploy.convert import io_quantization
+
+        output_q = io_quantization(tflite_int8)[1]
+        output_details = {"shape": output_q.shape, "quantization": (output_q.scale, output_q.zero_point)}
+    arena = -(-int(arena_bytes) // 16) * 16
+    files: dict[str, bytes | str] = {
+        MODEL_FILE: bytes(tflite_int8),
+        "model_data.h": c_array_header(),
+        "model_data.cc": c_array_source(bytes(tflite_int8)),
+        "ops.h": ops_header(ops),
+        "model_config.h": model_config_header(
+            arena_bytes=arena,
+            input_details=input_details,
+            output_details=output_details,
+            feature_params=feature_params,
+            class_names=class_names,
+        ),
+        "README.md": readme_text(ops=ops, arena_bytes=arena, model_bytes=len(tflite_int8)),
+    }
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+    try:
+        _write_all(staging, files)
+        if out.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.rename(out, retired / out.name)  # move aside first: rename cannot replace a non-empty dir
+            try:
+                os.rename(staging, out)
+            except BaseException:
+                os.rename(retired / out.name, out)  # put the old bundle back
+                raise
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.rename(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out

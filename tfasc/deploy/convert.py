@@ -1,0 +1,276 @@
+"""Keras model -> TFLite flatbuffer, its op list, and a reference run with ``tf.lite.Interpreter``.
+
+Models take ``[batch, freq, time, channels]`` float features and return logits; the flatbuffers
+take one example at a time (``[1, freq, time, channels]``).
+
+``kind="int8"`` is full-integer: int8 input and output tensors and only ``TFLITE_BUILTINS_INT8``
+ops, what TFLite Micro runs on a Cortex-M. A QAT model (``tfasc.compress.qat``) carries its own
+ranges; a float model needs ``representative_data`` for post-training calibration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterable, Literal
+
+import numpy as np
+
+import tfasc  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+import tensorflow as tf
+import tf_keras as keras
+from tensorflow.lite.python import schema_py_generated as tflite_schema
+
+TFLiteKind = Literal["int8", "float16", "float32"]
+_KINDS = ("int8", "float16", "float32")
+
+#: BuiltinOperator enum value -> name ("CONV_2D", ...), read from the schema TensorFlow ships.
+BUILTIN_OP_NAMES: dict[int, str] = {
+    value: name
+    for name, value in vars(tflite_schema.BuiltinOperator).items()
+    if not name.startswith("_") and isinstance(value, int)
+}
+
+
+def _is_quantization_aware(model: keras.Model) -> bool:
+    return any(type(layer).__name__ in ("QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer") for layer in model.layers)
+
+
+def _representative_dataset(batches: Iterable[np.ndarray]):
+    def generate():
+        for batch in batches:
+            batch = np.asarray(batch, dtype=np.float32)
+            if batch.shape[0] != 1:
+                raise ValueError(f"representative_data batch of shape {batch.shape}: expected [1, ...] (one example)")
+            yield [batch]
+
+    return generate
+
+
+def to_tflite(
+    model: keras.Model,
+    *,
+    kind: TFLiteKind = "int8",
+    representative_data: Iterable[np.ndarray] | None = None,
+) -> bytes:
+    """Convert ``model`` to a TFLite flatbuffer.
+
+    Args:
+        model: float or QAT model, ``[batch, freq, time, channels]`` -> logits.
+        kind: ``"int8"`` (full integer, int8 in/out, builtin int8 ops only), ``"float16"``
+            (float16 weights, float compute) or ``"float32"``.
+        representative_data: iterable of ``[1, freq, time, channels]`` float32 batches; required
+            for int8 conversion of a model that is not quantization-aware, optional otherwise.
+    """
+    if kind not in _KINDS:
+        raise ValueError(f"kind={kind!r}: expected one of {_KINDS}")
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if kind == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif kind == "int8":
+        if representative_data is None and not _is_quantization_aware(model):
+            raise ValueError(
+                f"model {model.name!r} is not quantization-aware: int8 conversion needs "
+                "representative_data (iterable of [1, ...] float32 input batches)"
+            )
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if representative_data is not None:
+            # TF 2.17 validates TFLITE_BUILTINS_INT8 before it looks at the graph, so with a QAT
+            # model and no representative data it refuses ("a representative_dataset must be
+            # specified"). Without data the ops set is left at its default and the result is
+            # checked for full integer below instead, which is the stronger test anyway.
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    if representative_data is not None and kind != "float32":
+        converter.representative_dataset = _representative_dataset(representative_data)
+    tflite_bytes = bytes(converter.convert())
+    if kind == "int8":
+        check_full_integer(tflite_bytes)
+    return tflite_bytes
+
+
+def _model_object(tflite_bytes: bytes) -> tflite_schema.Model:
+    if not isinstance(tflite_bytes, (bytes, bytearray)) or len(tflite_bytes) < 8:
+        raise ValueError("expected the bytes of a .tflite flatbuffer")
+    if bytes(tflite_bytes[4:8]) != b"TFL3":
+        raise ValueError(f"not a TFLite flatbuffer: identifier {bytes(tflite_bytes[4:8])!r}, expected b'TFL3'")
+    return tflite_schema.Model.GetRootAsModel(tflite_bytes, 0)
+
+
+def _op_code_name(op_code: tflite_schema.OperatorCode) -> str:
+    # Codes above 127 live in BuiltinCode; older files only fill DeprecatedBuiltinCode.
+    code = max(op_code.BuiltinCode(), op_code.DeprecatedBuiltinCode())
+    if code == tflite_schema.BuiltinOperator.CUSTOM:
+        custom = op_code.CustomCode()
+        return "CUSTOM:" + (custom.decode() if custom else "?")
+    return BUILTIN_OP_NAMES.get(code, f"UNKNOWN_{code}")
+
+
+def ops_used(tflite_bytes: bytes) -> list[str]:
+    """Sorted names of the operators the model's graphs actually invoke (``"CONV_2D"``, ...).
+
+    Read from the flatbuffer with the schema module TensorFlow ships; custom ops read
+    ``"CUSTOM:<name>"``. Operator codes listed but never invoked are not returned.
+    """
+    model = _model_object(tflite_bytes)
+    names = set()
+    for s in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(s)
+        for o in range(subgraph.OperatorsLength()):
+            names.add(_op_code_name(model.OperatorCodes(subgraph.Operators(o).OpcodeIndex())))
+    return sorted(names)
+
+
+def check_builtin_only(tflite_bytes: bytes, *, allowed: Iterable[str] | None = None) -> list[str]:
+    """Return ``ops_used``; raise ``ValueError`` on a custom/unknown op or one outside ``allowed``."""
+    ops = ops_used(tflite_bytes)
+    bad = [op for op in ops if op.startswith(("CUSTOM:", "UNKNOWN_"))]
+    if allowed is not None:
+        allowed_set = set(allowed)
+        bad += [op for op in ops if op not in allowed_set and op not in bad]
+    if bad:
+        raise ValueError(f"the flatbuffer uses ops {bad} that are not allowed builtins (all ops: {ops})")
+    return ops
+
+
+#: Tensor types a full-integer model may compute with (int32 biases, shapes and axes included).
+_INTEGER_TENSOR_TYPES = {
+    tflite_schema.TensorType.INT8,
+    tflite_schema.TensorType.INT16,
+    tflite_schema.TensorType.INT32,
+    tflite_schema.TensorType.INT64,
+    tflite_schema.TensorType.BOOL,
+}
+_TENSOR_TYPE_NAMES = {v: k for k, v in vars(tflite_schema.TensorType).items() if not k.startswith("_")}
+
+
+def check_full_integer(tflite_bytes: bytes) -> None:
+    """Raise ``ValueError`` unless every operator reads and writes only integer tensors.
+
+    This is what ``TFLITE_BUILTINS_INT8`` promises; checked on the result so that it also holds
+    when the converter could not be given that flag (QAT without representative data).
+    """
+    model = _model_object(tflite_bytes)
+    offenders = []
+    for s in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(s)
+        for o in range(subgraph.OperatorsLength()):
+            op = subgraph.Operators(o)
+            indices = [op.Inputs(i) for i in range(op.InputsLength())]
+            indices += [op.Outputs(i) for i in range(op.OutputsLength())]
+            for t in indices:
+                if t < 0:  # optional input left out
+                    continue
+                tensor = subgraph.Tensors(t)
+                if tensor.Type() not in _INTEGER_TENSOR_TYPES:
+                    name = _op_code_name(model.OperatorCodes(op.OpcodeIndex()))
+                    offenders.append(f"{name}:{tensor.Name().decode()}({_TENSOR_TYPE_NAMES.get(tensor.Type())})")
+    if offenders:
+        raise ValueError(
+            f"not a full-integer model; float tensors at: {', '.join(offenders[:10])}. A QAT model "
+            "with normalizations TF-MOT does not fold (BatchNorm after a shared conv, sub-spectral "
+            "normalization) needs representative_data so the converter can calibrate their "
+            "multiply/add constants"
+        )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TensorQuantization:
+    """Affine quantization of an int8 tensor: ``real = scale * (q - zero_point)``.
+
+    Attributes:
+        shape: tensor shape, batch first.
+        dtype: numpy dtype name (``"int8"``, ``"float32"``).
+        scale: per-tensor scale (0.0 for a float tensor).
+        zero_point: per-tensor zero point.
+    """
+
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float
+    zero_point: int
+
+    @classmethod
+    def from_details(cls, details: dict[str, Any]) -> "TensorQuantization":
+        scale, zero_point = details.get("quantization", (0.0, 0))
+        return cls(
+            shape=tuple(int(d) for d in details["shape"]),
+            dtype=np.dtype(details["dtype"]).name,
+            scale=float(scale),
+            zero_point=int(zero_point),
+        )
+
+    def quantize(self, values: np.ndarray) -> np.ndarray:
+        """Float -> this tensor's dtype (round half away from zero like TFLite, then clamp)."""
+        if self.dtype in ("float32", "float16"):
+            return np.asarray(values, dtype=self.dtype)
+        info = np.iinfo(self.dtype)
+        scaled = np.asarray(values, np.float64) / self.scale
+        q = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5) + self.zero_point
+        return np.clip(q, info.min, info.max).astype(self.dtype)
+
+    def dequantize(self, values: np.ndarray) -> np.ndarray:
+        """This tensor's dtype -> float32."""
+        if self.dtype in ("float32", "float16"):
+            return np.asarray(values, np.float32)
+        return (self.scale * (np.asarray(values, np.float32) - self.zero_point)).astype(np.float32)
+
+
+def _reference_interpreter(tflite_bytes: bytes, reference_kernels: bool) -> tf.lite.Interpreter:
+    resolver = (
+        tf.lite.experimental.OpResolverType.BUILTIN_REF
+        if reference_kernels
+        else tf.lite.experimental.OpResolverType.AUTO
+    )
+    interpreter = tf.lite.Interpreter(model_content=bytes(tflite_bytes), experimental_op_resolver_type=resolver)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def io_quantization(tflite_bytes: bytes) -> tuple[TensorQuantization, TensorQuantization]:
+    """(input, output) shape, dtype, scale and zero point of a single-input single-output model."""
+    interpreter = _reference_interpreter(tflite_bytes, reference_kernels=True)
+    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ValueError(f"expected one input and one output tensor, got {len(inputs)} and {len(outputs)}")
+    return TensorQuantization.from_details(inputs[0]), TensorQuantization.from_details(outputs[0])
+
+
+def run_tflite_raw(tflite_bytes: bytes, inputs: np.ndarray, *, reference_kernels: bool = True) -> np.ndarray:
+    """Invoke the model once per example of ``inputs`` (already in the input tensor's dtype).
+
+    Args:
+        inputs: ``[n, freq, time, channels]`` in the model's input dtype (int8 for int8 models).
+        reference_kernels: use TFLite's reference kernels (``BUILTIN_REF``), the ones TFLite Micro
+            matches bit for bit; ``False`` uses the optimized kernels.
+
+    Returns:
+        ``[n, ...]`` raw outputs in the output tensor's dtype.
+    """
+    interpreter = _reference_interpreter(tflite_bytes, reference_kernels)
+    input_details = interpreter.get_input_details()[0]
+    output_details = interpreter.get_output_details()[0]
+    inputs = np.asarray(inputs)
+    if inputs.dtype != input_details["dtype"]:
+        raise ValueError(f"inputs of dtype {inputs.dtype}: the model's input tensor is {np.dtype(input_details['dtype'])}")
+    expected = tuple(input_details["shape"][1:])
+    if inputs.shape[1:] != expected:
+        raise ValueError(f"inputs of shape {inputs.shape}: expected [n, {', '.join(map(str, expected))}]")
+    outputs = []
+    for example in inputs:
+        interpreter.set_tensor(input_details["index"], example[np.newaxis])
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(output_details["index"])[0].copy())
+    return np.stack(outputs)
+
+
+def run_tflite(tflite_bytes: bytes, features: np.ndarray, *, reference_kernels: bool = True) -> np.ndarray:
+    """Float ``[n, freq, time, channels]`` features -> float ``[n, classes]`` outputs.
+
+    Quantizes the input with the input tensor's scale/zero point and dequantizes the output,
+    so int8 and float models are called the same way.
+    """
+    input_q, output_q = io_quantization(tflite_bytes)
+    raw = run_tflite_raw(tflite_bytes, input_q.quantize(features), reference_kernels=reference_kernels)
+    return output_q.dequantize(raw)
