@@ -20,6 +20,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="override a recipe value, e.g. --set training.epochs=3 (repeatable; VALUE is YAML)",
     )
     parser.add_argument("--out", default=None, help="run directory (default: <output.dir>/<recipe>-<timestamp>)")
+    parser.add_argument(
+        "--from", dest="from_stage", default=None, choices=("train", "prune", "qat", "export"),
+        help="re-run this stage and the later ones of an existing run (the newest of this recipe, or --out)",
+    )
     return parser.parse_args(argv)
 
 
@@ -32,7 +36,7 @@ def main(argv=None) -> int:
         recipe = load_recipe(args.recipe, args.overrides)
         from tfasc.training.run import run_recipe
 
-        run_dir = run_recipe(recipe, out=args.out)
+        run_dir = run_recipe(recipe, out=args.out, from_stage=args.from_stage)
     except (RecipeError, DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -24,7 +24,6 @@ its own configs). Models: ``[batch, freq, time, channels]`` float features -> lo
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Callable, Mapping
 
 import tfasc  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
@@ -136,32 +135,21 @@ def _residual_block_config(layer: keras.layers.Layer) -> QuantizeConfig:
 
 
 def tfasc_quantize_configs() -> dict[type, ConfigSource]:
-    """QuantizeConfigs for the custom layers of ``tfasc.layers`` that exist in this checkout.
+    """QuantizeConfigs for the custom layers of ``tfasc.layers``.
 
-    Weight-free layers (sub-spectral normalization) quantize their output only. Imported lazily
-    so that a missing module means "no such layer yet", not an import error.
+    Weight-free layers (sub-spectral normalization) quantize their output only. The block layers
+    that own their convs quantize their kernels and output (the functional builders are the
+    QAT-friendly path: their BNs and ReLUs are separate layers TF-MOT quantizes; these need
+    representative data at int8 conversion for the tensors inside the block).
     """
-    configs: dict[type, ConfigSource] = {}
-    wanted: dict[str, dict[str, ConfigSource]] = {
-        "tfasc.layers.normalization": {"SubSpectralNormalization": OutputOnlyQuantizeConfig()},
-        # Block layers that own their convs (the functional builders are the QAT-friendly path:
-        # their BNs and ReLUs are separate layers TF-MOT quantizes; these need representative
-        # data at int8 conversion for the tensors inside the block).
-        "tfasc.layers.residual": {
-            "ResidualBlock": _residual_block_config,
-            "SharedResidualBlock": lambda layer: KernelsAndOutputQuantizeConfig(["conv_a.kernel", "conv_b.kernel"]),
-        },
+    from tfasc.layers.normalization import SubSpectralNormalization
+    from tfasc.layers.residual import ResidualBlock, SharedResidualBlock
+
+    return {
+        SubSpectralNormalization: OutputOnlyQuantizeConfig(),
+        ResidualBlock: _residual_block_config,
+        SharedResidualBlock: lambda layer: KernelsAndOutputQuantizeConfig(["conv_a.kernel", "conv_b.kernel"]),
     }
-    for module_name, classes in wanted.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError:
-            continue
-        for class_name, config in classes.items():
-            layer_class = getattr(module, class_name, None)
-            if layer_class is not None:
-                configs[layer_class] = config
-    return configs
 
 
 class _SparsityPreservingRegistry(pp_registry.Default8bitPrunePreserveQuantizeRegistry):

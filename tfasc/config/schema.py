@@ -182,6 +182,56 @@ class OutputConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PruneConfig:
+    """Magnitude pruning then fine-tuning (SSN paper Sec. 5.1: global L1 unstructured, 60 %,
+    fine-tuning with the learning rate decaying linearly 1e-4 → 1e-6)."""
+
+    target_sparsity: float = field(default=0.6, **_range(gt=0, lt=1))
+    """Fraction of zeros over all convolution / dense kernels."""
+    mode: Literal["global", "per_layer"] = "global"
+    """``global``: one magnitude threshold across all layers (as the paper); ``per_layer``: TF-MOT's default."""
+    epochs: int = field(default=10, **_range(min=1))
+    """Fine-tuning epochs (sparsity ramps up during the first ``ramp_fraction`` of them)."""
+    ramp_fraction: float = field(default=0.5, **_range(gt=0, max=1))
+    frequency: int = field(default=10, **_range(min=1))
+    """Optimizer steps between mask updates."""
+    learning_rate: float = field(default=1e-4, **_range(gt=0))
+    final_learning_rate: float = field(default=1e-6, **_range(gt=0))
+
+
+@dataclass(frozen=True, kw_only=True)
+class QatConfig:
+    """Quantization-aware fine-tuning of the whole model (TF-MOT, 8-bit weights and activations)."""
+
+    epochs: int = field(default=3, **_range(min=0))
+    learning_rate: float = field(default=1e-5, **_range(gt=0))
+    final_learning_rate: float = field(default=1e-6, **_range(gt=0))
+    preserve_sparsity: bool = True
+    """Keep pruned zeros at zero (prune-preserving QAT) when the prune stage ran."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompressConfig:
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    qat: QatConfig = field(default_factory=QatConfig)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportConfig:
+    """int8 / float16 / float32 TFLite export, TFLite Micro verification and the Cortex-M bundle."""
+
+    representative_examples: int = field(default=200, **_range(min=1))
+    """Training clips used to calibrate int8 ranges."""
+    verify_examples: int = field(default=32, **_range(min=1))
+    """Evaluation clips run through TFLite Micro and compared bit for bit with TFLite."""
+    smallest_arena: bool = True
+    """Also search the smallest tensor arena that works (bisection, a few seconds)."""
+
+
+STAGES = ("train", "prune", "qat", "export")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Recipe:
     name: str = "recipe"
     """Recipe name (defaults to the file name without extension)."""
@@ -191,5 +241,17 @@ class Recipe:
     augment: AugmentPolicy = field(default_factory=AugmentPolicy)
     """Batch augmentation (FreqMix / CutMix / mixup / SpecAugment); the defaults augment nothing."""
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    compress: CompressConfig = field(default_factory=CompressConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    stages: tuple[Literal["train", "prune", "qat", "export"], ...] = ("train",)
+    """Stages to run, in order; each reads the previous stage's artifact from the run directory."""
+
+    def __post_init__(self):
+        order = [STAGES.index(stage) for stage in self.stages]
+        if not self.stages or self.stages[0] != "train" or order != sorted(set(order)):
+            raise ValueError(
+                f"stages: expected 'train' followed by any of prune, qat, export in that order, "
+                f"got {list(self.stages)}"
+            )

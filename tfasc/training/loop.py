@@ -45,14 +45,15 @@ def steps_per_epoch(num_examples: int, batch_size: int, override: int | None = N
     return override or max(1, math.ceil(num_examples / batch_size))
 
 
-def compile_model(model, training, *, steps: int, class_counts: np.ndarray, multi_label: bool) -> None:
+def compile_model(model, training, *, steps: int, class_counts: np.ndarray, multi_label: bool, optimizer=None) -> None:
+    """Compile with the recipe's loss and (unless ``optimizer`` is given) its optimizer and schedule."""
     metric = (
         keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)
         if multi_label
         else keras.metrics.CategoricalAccuracy(name="accuracy")
     )
     model.compile(
-        optimizer=build_optimizer(training, steps_per_epoch=steps),
+        optimizer=optimizer or build_optimizer(training, steps_per_epoch=steps),
         loss=build_loss(training.loss, class_counts=class_counts, multi_label=multi_label),
         metrics=[metric],
     )
@@ -108,23 +109,28 @@ def fit(
     epochs: int,
     steps: int,
     run_dir: Path,
+    name: str = "train",
+    resumable: bool = True,
     tensorboard: bool = True,
     extra_callbacks=(),
     verbose: int = 2,
 ) -> keras.callbacks.History:
-    """``model.fit`` with backup/restore, CSV and TensorBoard logs in ``run_dir``.
+    """``model.fit`` with CSV and TensorBoard logs in ``run_dir/logs`` and, when ``resumable``,
+    per-epoch backups in ``run_dir/checkpoints`` for resume.
 
     ``train_data`` must repeat (see ``make_dataset(repeat=True)``); ``steps`` batches make an epoch.
+    ``name`` prefixes the logs of stages other than ``train`` (``prune_history.csv``, ...).
     """
     run_dir = Path(run_dir)
     (run_dir / LOG_DIR).mkdir(parents=True, exist_ok=True)
-    callbacks = [
-        EpochCSVLogger(run_dir / LOG_DIR / HISTORY_CSV),
-        keras.callbacks.BackupAndRestore(str(run_dir / CHECKPOINT_DIR), save_freq="epoch", delete_checkpoint=False),
-        *extra_callbacks,
-    ]
+    csv_name = HISTORY_CSV if name == "train" else f"{name}_{HISTORY_CSV}"
+    callbacks = [EpochCSVLogger(run_dir / LOG_DIR / csv_name), *extra_callbacks]
+    if resumable:
+        callbacks.insert(1, keras.callbacks.BackupAndRestore(
+            str(run_dir / CHECKPOINT_DIR), save_freq="epoch", delete_checkpoint=False))
     if tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / LOG_DIR / "tensorboard"), profile_batch=0))
+        log_dir = run_dir / LOG_DIR / ("tensorboard" if name == "train" else f"tensorboard_{name}")
+        callbacks.append(keras.callbacks.TensorBoard(str(log_dir), profile_batch=0))
     return model.fit(
         train_data,
         validation_data=eval_data,
@@ -136,7 +142,7 @@ def fit(
 
 
 def save_model_atomic(model, path: Path) -> Path:
-    """Save ``model`` to ``path`` (``.keras``) through a temporary file, so a kill leaves no partial model."""
+    """Save ``model`` to ``path`` (``.keras`` or ``.h5``) through a temporary file, so a kill leaves no partial model."""
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     model.save(tmp)

@@ -17,21 +17,15 @@ from pathlib import Path
 import numpy as np
 
 import tfasc  # noqa: F401
-import tensorflow as tf
 import tf_keras as keras
 
-from tfasc import metrics as metric_fns
-from tfasc.augment.mixing import make_batch_augmenter
 from tfasc.config.load import RecipeError, check_options, dump_recipe
 from tfasc.data import datasets
 from tfasc.data.datasets.base import DatasetError, DatasetIndex
 from tfasc.data.pipeline import FeatureSet, extract_features, label_targets, make_dataset, standardization
-from tfasc.report import plots
 from tfasc.report.writer import write_atomic, write_report
-from tfasc.training import loop
 
 RECIPE_FILE = "recipe.yaml"
-MODEL_FILE = "model.keras"
 NORMALIZATION_FILE = "normalization.json"
 
 
@@ -55,19 +49,21 @@ def validate_components(recipe) -> None:
     check_options("data", recipe.data.options, datasets.LOADERS[recipe.data.dataset], also_valid=data_keys)
 
 
-def resolve_run_dir(recipe, *, out: Path | str | None = None) -> tuple[Path, bool]:
-    """The run directory for ``recipe`` and whether it resumes an unfinished run.
+def resolve_run_dir(recipe, *, out: Path | str | None = None, rerun: bool = False) -> tuple[Path, bool]:
+    """The run directory for ``recipe`` and whether it continues an existing run.
 
-    With ``out``: that folder; it must be empty or hold a run of the same resolved recipe.
+    With ``out``: that folder; it must be empty or hold a run of the same resolved recipe (any
+    tfasc run when ``rerun``: re-running stages may change their settings).
     Without: the newest ``<output.dir>/<name>-<timestamp>`` whose recipe matches and which has no
-    report yet is resumed; otherwise a new timestamped folder is made.
+    report yet is resumed (with ``rerun``: the newest run of that name); otherwise a new
+    timestamped folder is made.
     """
     text = dump_recipe(recipe)
     if out is not None:
         run_dir = Path(out)
         recorded = run_dir / RECIPE_FILE
         if recorded.exists():
-            if recorded.read_text() != text:
+            if recorded.read_text() != text and not rerun:
                 raise RecipeError(
                     f"{run_dir} holds a run of a different recipe ({recorded}); choose another --out "
                     "or remove that folder"
@@ -79,8 +75,12 @@ def resolve_run_dir(recipe, *, out: Path | str | None = None) -> tuple[Path, boo
     parent = Path(recipe.output.dir)
     for candidate in sorted(parent.glob(f"{recipe.name}-*"), reverse=True):
         recorded = candidate / RECIPE_FILE
-        if recorded.is_file() and recorded.read_text() == text and not (candidate / "report.json").exists():
+        if not recorded.is_file():
+            continue
+        if rerun or (recorded.read_text() == text and not (candidate / "report.json").exists()):
             return candidate, True
+    if rerun:
+        raise RecipeError(f"--from: no earlier run of {recipe.name!r} in {parent}; run all stages first or give --out")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return parent / f"{recipe.name}-{stamp}", False
 
@@ -212,121 +212,37 @@ def build_model(recipe, input_shape, num_classes: int):
     return models.build(recipe.model.name, input_shape, num_classes, **recipe.model.options)
 
 
-def train(recipe, run_dir: Path, data: PreparedData):
-    """Train (or resume training) and save ``model.keras``; returns the trained model."""
-    model_path = run_dir / MODEL_FILE
-    if model_path.exists():
-        log(f"training already finished: {model_path}")
-        return keras.models.load_model(model_path)
-    training = recipe.training
-    steps = loop.steps_per_epoch(len(data.train_targets), recipe.data.batch_size, training.steps_per_epoch)
-    model = build_model(recipe, data.input_shape, len(data.index.classes))
-    loop.compile_model(
-        model, training, steps=steps, class_counts=data.train_targets.sum(axis=0), multi_label=data.index.multi_label
-    )
-    augment = make_batch_augmenter(recipe.augment, recipe.data.seed) if recipe.augment.enabled else None
-    train_ds = make_dataset(
-        data.train.features, data.train_targets, batch_size=recipe.data.batch_size, shuffle=True,
-        seed=recipe.data.seed, mean=data.mean, std=data.std, augment=augment, repeat=True,
-    )
-    eval_ds = make_dataset(
-        data.eval.features, data.eval_targets, batch_size=recipe.evaluate.batch_size, shuffle=False,
-        mean=data.mean, std=data.std,
-    )
-    log(f"training {recipe.model.name} ({model.count_params():,} parameters) for {training.epochs} epochs "
-        f"of {steps} steps")
-    loop.fit(model, train_ds, eval_ds, epochs=training.epochs, steps=steps, run_dir=run_dir,
-             tensorboard=recipe.output.tensorboard)
-    loop.save_model_atomic(model, model_path)
-    return model
+def standardized(features: np.ndarray, data: PreparedData, *, limit: int | None = None) -> np.ndarray:
+    """``(features - mean) / std`` as float32, the model's input (first ``limit`` examples)."""
+    rows = np.asarray(features[:limit], np.float32)
+    return (rows - np.float32(data.mean)) * np.float32(1.0 / data.std)
 
 
-def predict_scores(model, features: np.ndarray, *, mean: float, std: float, batch_size: int, multi_label: bool) -> np.ndarray:
-    """Class probabilities ``[examples, classes]`` (softmax, or sigmoid for multi-label)."""
-    dummy = np.zeros((len(features), 1), np.float32)
-    dataset = make_dataset(features, dummy, batch_size=batch_size, shuffle=False, mean=mean, std=std)
-    logits = model.predict(dataset.map(lambda x, y: x), verbose=0)
-    return tf.sigmoid(logits).numpy() if multi_label else metric_fns.softmax(logits)
+def run_recipe(recipe, *, out: Path | str | None = None, from_stage: str | None = None) -> Path:
+    """Run ``recipe``'s stages and return its run directory.
 
+    A stage whose result is already in the run directory is skipped, so the same command
+    continues an interrupted run; ``from_stage`` re-runs that stage and every later one.
+    """
+    from tfasc.training import stages as stage_fns
 
-def score_features(model, features: FeatureSet, targets: np.ndarray, data: PreparedData, batch_size: int) -> dict:
-    """Metrics of ``model`` on one feature set."""
-    scores = predict_scores(model, features.features, mean=data.mean, std=data.std,
-                            batch_size=batch_size, multi_label=data.index.multi_label)
-    if data.index.multi_label:
-        return metric_fns.multilabel_metrics(scores, targets, data.index.classes)
-    return metric_fns.classification_metrics(scores, targets.argmax(axis=1), data.index.classes)
-
-
-def evaluate(recipe, model, data: PreparedData) -> tuple[dict, dict]:
-    """Metrics on the evaluation split, and on each held-out group."""
-    batch = recipe.evaluate.batch_size
-    everything = score_features(model, data.eval, data.eval_targets, data, batch)
-    held_out = {
-        group: score_features(
-            model, features,
-            label_targets(features.examples, data.index.classes, multi_label=data.index.multi_label), data, batch,
-        )
-        for group, features in data.held_out.items()
-    }
-    return everything, held_out
-
-
-def make_plots(run_dir: Path, classes, metrics: dict, held_out: dict) -> dict:
-    plot_dir = run_dir / "plots"
-    plot_dir.mkdir(exist_ok=True)
-    made = {}
-    history = run_dir / loop.LOG_DIR / loop.HISTORY_CSV
-    if history.exists():
-        made["training curves"] = plots.plot_history(plots.read_history(history), plot_dir / "training_curves.png")
-    for title, m in [("evaluation", metrics), *[(f"held-out {g}", m) for g, m in held_out.items()]]:
-        if "confusion_matrix" in m:
-            name = "confusion_matrix.png" if title == "evaluation" else f"confusion_matrix_{title.split()[-1]}.png"
-            made[f"confusion matrix ({title})"] = plots.plot_confusion(m["confusion_matrix"], classes, plot_dir / name, title)
-    return {name: str(path.relative_to(run_dir)) for name, path in made.items()}
-
-
-def run_recipe(recipe, *, out: Path | str | None = None) -> Path:
-    """Run ``recipe`` end to end and return its run directory."""
     started = time.time()
     validate_components(recipe)
-    run_dir, resumed = resolve_run_dir(recipe, out=out)
+    if from_stage is not None and from_stage not in recipe.stages:
+        raise RecipeError(f"--from {from_stage}: not one of this recipe's stages {list(recipe.stages)}")
+    run_dir, resumed = resolve_run_dir(recipe, out=out, rerun=from_stage is not None)
     run_dir.mkdir(parents=True, exist_ok=True)
     log(("resuming " if resumed else "run directory ") + str(run_dir))
     write_atomic(run_dir / RECIPE_FILE, dump_recipe(recipe))
+    if from_stage is not None:
+        stage_fns.forget_stages(run_dir, recipe.stages[recipe.stages.index(from_stage):])
 
     data = prepare_data(recipe)
     write_atomic(run_dir / NORMALIZATION_FILE, json.dumps({"mean": data.mean, "std": data.std}) + "\n")
-    model = train(recipe, run_dir, data)
-    metrics, held_out = evaluate(recipe, model, data)
-
-    report = {
-        "recipe": recipe.name,
-        "run_dir": str(run_dir),
-        "metrics": metrics,
-        "held_out": held_out,
-        "model": {
-            "name": recipe.model.name,
-            "params": int(model.count_params()),
-            "trainable_params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
-            "input_shape": list(data.input_shape),
-        },
-        "data": {
-            "dataset": recipe.data.dataset,
-            "root": str(recipe.data.root),
-            "train_split": recipe.data.train_split,
-            "eval_split": recipe.data.eval_split,
-            "train_examples": len(data.train.examples),
-            "eval_examples": len(data.eval.examples),
-            "classes": list(data.index.classes),
-            "skipped_files": len(data.train.skipped) + len(data.eval.skipped),
-            "held_out_examples": {group: len(f.examples) for group, f in data.held_out.items()},
-            "standardization": {"mean": data.mean, "std": data.std},
-        },
-        "time_s": time.time() - started,
-    }
-    if recipe.output.plots:
-        report["plots"] = make_plots(run_dir, data.index.classes, metrics, held_out)
+    context = stage_fns.StageContext(recipe=recipe, run_dir=run_dir, data=data)
+    for name in recipe.stages:
+        stage_fns.run_stage(name, context)
+    report = stage_fns.assemble_report(context, elapsed_s=time.time() - started)
     json_path, _ = write_report(run_dir, report)
     log(f"report: {json_path}")
     return run_dir

@@ -1,0 +1,231 @@
+"""Export form of a trained model: normalizations that would stay float rebuilt from stock layers.
+
+Models: ``[batch, freq, time, channels]`` float features -> logits. ``to_export_form`` returns a
+model with the same inference outputs in which
+
+- every :class:`~tfasc.layers.normalization.SubSpectralNormalization` (SSN; Chang et al., SSN,
+  section 3; Suh et al., DCASE 2020 Task 1B, section 2.2) becomes its stock-layer form
+  (:func:`~tfasc.layers.normalization.sub_spectral_as_depthwise`: per sub-band ``Cropping2D`` ->
+  frozen 1x1 ``DepthwiseConv2D(use_bias=True)`` -> ``Concatenate`` along frequency);
+- every 4-D ``BatchNormalization`` that TF-MOT does *not* fold into the preceding conv becomes a
+  frozen 1x1 ``DepthwiseConv2D(use_bias=True)`` holding the folded inference affine transform,
+  per channel ``scale = gamma / sqrt(moving_variance + epsilon)`` and
+  ``bias = beta - moving_mean * scale``. TF-MOT folds a BN only when it is called once, right after
+  a linear Conv2D/DepthwiseConv2D/Dense that is called once and feeds nothing else; the BNs of the
+  shared residual blocks (Kim et al., section 3; one conv object called N times, a BN of its own
+  per repeat) are the case that matters.
+
+Why (measured, ``/work/shared/notes/tfmot-tflm-findings.md``):
+
+- Full-integer ops: an un-folded normalization (SSN with an output-only QuantizeConfig, BN after a
+  shared conv) becomes a float MUL/ADD between DEQUANTIZE/QUANTIZE in the int8 model unless
+  representative data calibrates it. The depthwise form is a weight layer TF-MOT quantizes with
+  its own 8-bit config (per-channel kernel, output range), so it converts to an int8
+  DEPTHWISE_CONV_2D like any other layer.
+- Flash: a BN folded into a shared conv (by the converter, or expressed as a multiply-add, which
+  the converter folds again) gives one kernel copy per repeat in float32; in int8 per-channel the
+  copies are identical bytes, de-duplicated, only when every BN scale is positive. With the BN as a
+  separate 1x1 depthwise the shared kernel stays one constant: stored once in float32 and in int8,
+  whatever the signs, for a few tiny DEPTHWISE_CONV_2D ops (2 weights per channel instead of a
+  BN's 4).
+
+Every other layer is cloned (``from_config`` + exact weight copy, so pruning zeros survive); a layer
+object called N times in ``model`` becomes one new object called N times. Fresh objects matter:
+layers reused from another model (``strip_pruning`` reuses the pruned model's layers) carry that
+model's nodes, and TF-MOT's folding decision counts nodes. Apply this to the trained (pruned and
+stripped) float model before ``tfasc.compress.qat.quantize_model``; the replacement depthwise
+layers are frozen (``trainable=False``) so QAT does not move the normalization.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+import tfasc  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+import tensorflow as tf
+import tf_keras as keras
+from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer, quantize_wrapper
+from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
+
+from tfasc.layers.normalization import SubSpectralNormalization, sub_spectral_as_depthwise
+
+#: Layers TF-MOT's Conv/Dense + BatchNorm patterns fold a following BN into.
+_FOLDING_PRODUCERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+_WRAPPERS = (pruning_wrapper.PruneLowMagnitude, quantize_wrapper.QuantizeWrapper, quantize_layer.QuantizeLayer)
+
+
+class _ModelGraph:
+    """The nodes of one functional model only (a layer may also hold nodes of other models)."""
+
+    def __init__(self, model: keras.Model) -> None:
+        by_depth = getattr(model, "_nodes_by_depth", None)  # no public graph API in tf_keras
+        if not by_depth:
+            raise ValueError(
+                f"to_export_form: model {model.name!r} ({type(model).__name__}) has no layer graph; "
+                "expected a functional or sequential model built on an Input"
+            )
+        # Larger depth = closer to the inputs, so this is a valid evaluation order.
+        self.nodes = [node for depth in sorted(by_depth, reverse=True) for node in by_depth[depth]]
+        self.calls: dict[int, int] = {}
+        self.consumers: dict[int, list[Any]] = {}
+        producer_of: dict[int, keras.layers.Layer] = {}
+        for node in self.nodes:
+            self.calls[id(node.layer)] = self.calls.get(id(node.layer), 0) + 1
+            for tensor in tf.nest.flatten(node.outputs):
+                producer_of[id(tensor)] = node.layer
+        self.producers: dict[int, list[keras.layers.Layer]] = {}
+        for node in self.nodes:
+            for tensor in node.keras_inputs:
+                producer = producer_of.get(id(tensor))
+                if producer is None:
+                    continue
+                self.consumers.setdefault(id(producer), []).append(node.layer)
+                self.producers.setdefault(id(node.layer), []).append(producer)
+        self.output_layers = {id(t._keras_history.layer) for t in tf.nest.flatten(model.outputs)}
+
+
+def _folded_by_tfmot(bn: keras.layers.Layer, graph: _ModelGraph) -> bool:
+    """TF-MOT's Conv/Dense + BN pattern condition, on this model's nodes only.
+
+    Same rule as ``tfasc.compress.qat.batchnorm_is_folded_by_tfmot``, which counts a layer's
+    ``_inbound_nodes`` and so also sees nodes of other models the layer object was used in.
+    """
+    producers = graph.producers.get(id(bn), [])
+    if graph.calls[id(bn)] != 1 or len(producers) != 1:
+        return False
+    producer = producers[0]
+    if type(producer) not in _FOLDING_PRODUCERS or producer.get_config().get("activation") != "linear":
+        return False
+    if graph.calls[id(producer)] != 1 or len(graph.consumers.get(id(producer), [])) != 1:
+        return False
+    return id(producer) not in graph.output_layers
+
+
+def _normalizes_channels_of_4d(bn: keras.layers.BatchNormalization, x: Any) -> bool:
+    """Whether ``bn`` normalizes the last axis of a ``[batch, freq, time, channels]`` input."""
+    rank = x.shape.rank
+    axes = bn.axis if isinstance(bn.axis, (list, tuple)) else [bn.axis]
+    return rank == 4 and sorted(int(a) % rank for a in axes) == [3]
+
+
+def batchnorm_as_depthwise_weights(bn: keras.layers.BatchNormalization) -> tuple[np.ndarray, np.ndarray]:
+    """``(kernel [1, 1, C, 1], bias [C])`` of a 1x1 depthwise conv equal to ``bn`` at inference.
+
+    ``scale = gamma / sqrt(moving_variance + epsilon)``, ``bias = beta - moving_mean * scale``
+    (gamma = 1 / beta = 0 when the BN has ``scale=False`` / ``center=False``), in float32 as
+    Keras' BN computes it.
+    """
+    variance = tf.cast(bn.moving_variance, tf.float32)
+    scale = tf.math.rsqrt(variance + tf.cast(bn.epsilon, tf.float32))
+    if bn.scale:
+        scale = scale * tf.cast(bn.gamma, tf.float32)
+    bias = -tf.cast(bn.moving_mean, tf.float32) * scale
+    if bn.center:
+        bias = bias + tf.cast(bn.beta, tf.float32)
+    scale, bias = scale.numpy(), bias.numpy()
+    return scale.reshape(1, 1, -1, 1), bias
+
+
+def _check_layers(model: keras.Model, graph: _ModelGraph) -> None:
+    for node in graph.nodes:
+        layer = node.layer
+        if isinstance(layer, _WRAPPERS):
+            raise ValueError(
+                f"to_export_form: layer {layer.name!r} is a TF-MOT {type(layer).__name__}; expected the "
+                "float model (call tfasc.compress.prune.strip_pruning first; apply QAT after the rewrite)"
+            )
+        if isinstance(layer, keras.Model):
+            raise ValueError(
+                f"to_export_form: layer {layer.name!r} of {model.name!r} is a nested model; expected a "
+                "flat functional model"
+            )
+
+
+def _first_input(args: Any, kwargs: dict[str, Any]) -> Any:
+    """The tensor a single-input layer (BN, SSN) was called on."""
+    return args[0] if args else kwargs["inputs"]
+
+
+def _clone_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
+    return type(layer).from_config(layer.get_config())
+
+
+def to_export_form(model: keras.Model) -> keras.Model:
+    """A copy of ``model`` with equal inference outputs whose normalizations all quantize to int8.
+
+    Args:
+        model: trained float functional/sequential model (pruning wrappers stripped),
+            ``[batch, freq, time, channels]`` -> logits.
+
+    Returns:
+        A new functional model (same name, same inputs and outputs, inference behaviour only for
+        the rewritten normalizations): each SubSpectralNormalization replaced by
+        ``sub_spectral_as_depthwise`` (layers ``{ssn}_band{s}_crop`` / ``_affine`` / ``{ssn}_concat``),
+        each 4-D channels-last BatchNormalization that TF-MOT would not fold by a frozen 1x1
+        ``DepthwiseConv2D(use_bias=True)`` named ``{bn}_affine``, every other layer a fresh clone
+        with its weights copied exactly (shared layers stay one object called N times). A model
+        with nothing to rewrite comes back as an equivalent clone. See the module docstring for
+        why (flash sharing of the shared kernels, full-integer ops).
+
+    Raises:
+        ValueError: a subclassed model (no layer graph), a nested model, or TF-MOT wrappers.
+    """
+    graph = _ModelGraph(model)
+    _check_layers(model, graph)
+
+    tensors: dict[int, Any] = {}  # id(original KerasTensor) -> new tensor
+    new_inputs = []
+    for original in model.inputs:
+        input_layer = original._keras_history.layer
+        new = keras.Input(batch_shape=tuple(original.shape), dtype=original.dtype, name=input_layer.name)
+        tensors[id(original)] = new
+        new_inputs.append(new)
+
+    replacements: dict[int, keras.layers.Layer] = {}  # id(original layer) -> new layer object
+    weight_sources: list[tuple[keras.layers.Layer, keras.layers.Layer]] = []
+    ssn_calls: dict[int, int] = {}
+
+    def new_tensor(value: Any) -> Any:
+        return tensors[id(value)] if keras.backend.is_keras_tensor(value) else value
+
+    for node in graph.nodes:
+        layer = node.layer
+        if node.is_input or isinstance(layer, keras.layers.InputLayer):
+            continue
+        args, kwargs = tf.nest.map_structure(new_tensor, (node.call_args, node.call_kwargs))
+        if isinstance(layer, SubSpectralNormalization):
+            count = ssn_calls.get(id(layer), 0)
+            ssn_calls[id(layer)] = count + 1
+            name = layer.name if count == 0 else f"{layer.name}_call{count}"
+            outputs = sub_spectral_as_depthwise(_first_input(args, kwargs), layer, name=name)
+        elif (
+            isinstance(layer, keras.layers.BatchNormalization)
+            and _normalizes_channels_of_4d(layer, _first_input(args, kwargs))
+            and not _folded_by_tfmot(layer, graph)
+        ):
+            affine = replacements.get(id(layer))
+            if affine is None:
+                affine = keras.layers.DepthwiseConv2D(1, use_bias=True, trainable=False, name=f"{layer.name}_affine")
+                replacements[id(layer)] = affine
+                outputs = affine(_first_input(args, kwargs))
+                affine.set_weights(list(batchnorm_as_depthwise_weights(layer)))
+            else:  # a BN object called several times: one depthwise called as often
+                outputs = affine(_first_input(args, kwargs))
+        else:
+            if id(layer) not in replacements:
+                replacements[id(layer)] = _clone_layer(layer)
+                weight_sources.append((layer, replacements[id(layer)]))
+            outputs = replacements[id(layer)](*args, **kwargs)
+        for original, new in zip(tf.nest.flatten(node.outputs), tf.nest.flatten(outputs)):
+            tensors[id(original)] = new
+
+    for original, clone in weight_sources:
+        clone.set_weights(original.get_weights())
+    new_outputs = [tensors[id(t)] for t in model.outputs]
+    return keras.Model(
+        new_inputs if len(new_inputs) > 1 else new_inputs[0],
+        new_outputs if len(new_outputs) > 1 else new_outputs[0],
+        name=model.name,
+    )

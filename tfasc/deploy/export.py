@@ -1,0 +1,121 @@
+"""Export a trained model: int8 / float16 / float32 TFLite, TFLite Micro verification, int8
+evaluation, size and cost profile, and the Cortex-M bundle. Reads models; never trains.
+
+Inputs are standardized features ``[n, freq, time, channels]`` exactly as the model saw them in
+training; the bundle's ``model_config.h`` records the feature parameters and the standardization so
+the device can reproduce them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from tfasc import metrics as metric_fns
+from tfasc.deploy import bundle, convert, profile, tflm
+
+INT8_FILE = "model_int8.tflite"
+FLOAT16_FILE = "model_float16.tflite"
+FLOAT32_FILE = "model_float32.tflite"
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
+
+
+def _scores(outputs: np.ndarray, multi_label: bool) -> np.ndarray:
+    if multi_label:
+        return 1.0 / (1.0 + np.exp(-outputs))
+    return metric_fns.softmax(outputs)
+
+
+def export_model(
+    *,
+    int8_source,
+    float_model,
+    representative: np.ndarray,
+    eval_inputs: np.ndarray,
+    eval_targets: np.ndarray,
+    class_names: Sequence[str],
+    multi_label: bool,
+    feature_params: dict[str, Any],
+    clip_seconds: float,
+    out_dir: Path,
+    verify_examples: int,
+    find_smallest_arena: bool = True,
+) -> dict[str, Any]:
+    """Convert, verify, evaluate and bundle; returns the ``deploy`` section of the report.
+
+    Args:
+        int8_source: the model converted to int8 (quantization-aware after the qat stage, else float
+            and calibrated on ``representative``).
+        float_model: the float model (pruned when pruning ran) for the float16 / float32 files, the
+            parameter and MAC profile, and the top-1 agreement.
+        representative: ``[n, ...]`` standardized training inputs for int8 calibration.
+        eval_inputs, eval_targets: standardized evaluation inputs and their one-/multi-hot targets.
+        out_dir: the run directory; the bundle goes to ``out_dir/deploy``.
+    """
+    out_dir = Path(out_dir)
+    calibration = [example[np.newaxis] for example in np.asarray(representative, np.float32)]
+    int8 = convert.to_tflite(int8_source, kind="int8", representative_data=calibration)
+    float16 = convert.to_tflite(float_model, kind="float16")
+    float32 = convert.to_tflite(float_model, kind="float32")
+    ops = convert.check_builtin_only(int8)
+
+    input_q, output_q = convert.io_quantization(int8)
+    verify_inputs = input_q.quantize(eval_inputs[:verify_examples])
+    exactness = tflm.verify_bit_exact(int8, verify_inputs)
+    arena_used = tflm.arena_bytes_used(int8)
+    arena_min = tflm.smallest_arena(int8) if find_smallest_arena else None
+
+    # The whole evaluation split through the int8 model (optimized kernels: the bit-exact check
+    # above already ties them to the reference kernels TFLite Micro matches).
+    int8_scores = _scores(convert.run_tflite(int8, eval_inputs, reference_kernels=False), multi_label)
+    float_scores = _scores(float_model.predict(eval_inputs, verbose=0, batch_size=64), multi_label)
+    if multi_label:
+        int8_metrics = metric_fns.multilabel_metrics(int8_scores, eval_targets, class_names)
+        float_metrics = metric_fns.multilabel_metrics(float_scores, eval_targets, class_names)
+    else:
+        true = eval_targets.argmax(axis=1)
+        int8_metrics = metric_fns.classification_metrics(int8_scores, true, class_names)
+        float_metrics = metric_fns.classification_metrics(float_scores, true, class_names)
+    agreement = float(np.mean(int8_scores.argmax(axis=1) == float_scores.argmax(axis=1)))
+
+    bundle_dir = bundle.write_bundle(
+        out_dir / "deploy",
+        int8,
+        arena_bytes=arena_used,
+        input_details={"shape": input_q.shape, "quantization": (input_q.scale, input_q.zero_point)},
+        output_details={"shape": output_q.shape, "quantization": (output_q.scale, output_q.zero_point)},
+        feature_params=feature_params,
+        ops=ops,
+        class_names=class_names,
+    )
+    write_bytes_atomic(out_dir / FLOAT16_FILE, float16)
+    write_bytes_atomic(out_dir / FLOAT32_FILE, float32)
+
+    complexity = profile.profile_model(float_model, clip_seconds=clip_seconds, tflite_int8=int8)
+    return {
+        "metrics": int8_metrics,
+        "float_metrics": float_metrics,
+        "top1_agreement_with_float": agreement,
+        "tflm": {
+            **exactness.to_dict(),
+            "arena_bytes_used": arena_used,
+            "smallest_arena_bytes": arena_min,
+        },
+        "ops": ops,
+        "files": {
+            "int8": {"path": str((bundle_dir / INT8_FILE).relative_to(out_dir)), "bytes": len(int8)},
+            "float16": {"path": FLOAT16_FILE, "bytes": len(float16)},
+            "float32": {"path": FLOAT32_FILE, "bytes": len(float32)},
+        },
+        "input_quantization": {"scale": input_q.scale, "zero_point": input_q.zero_point},
+        "profile": complexity,
+    }
