@@ -11,6 +11,7 @@ ranges; a float model needs ``representative_data`` for post-training calibratio
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, Iterable, Literal
 
 import numpy as np
@@ -19,6 +20,8 @@ import tfasc  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is impor
 import tensorflow as tf
 import tf_keras as keras
 from tensorflow.lite.python import schema_py_generated as tflite_schema
+
+from tfasc.deploy.native import quiet_native_stderr
 
 TFLiteKind = Literal["int8", "float16", "float32"]
 _KINDS = ("int8", "float16", "float32")
@@ -84,7 +87,10 @@ def to_tflite(
         converter.inference_output_type = tf.int8
     if representative_data is not None and kind != "float32":
         converter.representative_dataset = _representative_dataset(representative_data)
-    tflite_bytes = bytes(converter.convert())
+    with warnings.catch_warnings(), quiet_native_stderr():
+        # "Statistics for quantized inputs were expected": QAT models carry their own ranges.
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+        tflite_bytes = bytes(converter.convert())
     if kind == "int8":
         check_full_integer(tflite_bytes)
     return tflite_bytes
@@ -223,8 +229,9 @@ def _reference_interpreter(tflite_bytes: bytes, reference_kernels: bool) -> tf.l
         if reference_kernels
         else tf.lite.experimental.OpResolverType.AUTO
     )
-    interpreter = tf.lite.Interpreter(model_content=bytes(tflite_bytes), experimental_op_resolver_type=resolver)
-    interpreter.allocate_tensors()
+    with quiet_native_stderr():  # the delegate notice
+        interpreter = tf.lite.Interpreter(model_content=bytes(tflite_bytes), experimental_op_resolver_type=resolver)
+        interpreter.allocate_tensors()
     return interpreter
 
 

@@ -10,17 +10,16 @@ TFLite Micro matches ``tf.lite.Interpreter`` bit for bit only against TFLite's r
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import re
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
 
 from tfasc.deploy.convert import run_tflite_raw
+from tfasc.deploy.native import captured_native_stderr
 
 _ARENA_LINE = re.compile(rb"Arena allocation total (\d+) bytes")
 
@@ -111,26 +110,6 @@ def verify_bit_exact(tflite_bytes: bytes, inputs_int8: np.ndarray, *, arena_size
     )
 
 
-@contextlib.contextmanager
-def _captured_fd2():
-    """Redirect the process's C-level stderr (fd 2) into a temp file; yields a reader.
-
-    The RecordingMicroAllocator prints from C++ with fprintf/DebugLog, which Python's
-    ``sys.stderr`` redirection cannot see.
-    """
-    with tempfile.TemporaryFile() as sink:
-        saved = os.dup(2)
-        captured: list[bytes] = []
-        try:
-            os.dup2(sink.fileno(), 2)
-            yield captured
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            captured.append(sink.read())
-
-
 def arena_bytes_used(tflite_bytes: bytes, *, arena_size: int | None = None) -> int:
     """Tensor-arena bytes TFLite Micro allocates for the model (RecordingMicroAllocator total).
 
@@ -141,7 +120,7 @@ def arena_bytes_used(tflite_bytes: bytes, *, arena_size: int | None = None) -> i
     details = interpreter.get_input_details(0)
     interpreter.set_input(np.zeros(details["shape"], dtype=details["dtype"]), 0)
     interpreter.invoke()
-    with _captured_fd2() as captured:
+    with captured_native_stderr() as captured:
         interpreter.print_allocations()
     text = captured[0]
     match = _ARENA_LINE.search(text)

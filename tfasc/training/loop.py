@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +146,9 @@ def save_model_atomic(model, path: Path) -> Path:
     """Save ``model`` to ``path`` (``.keras`` or ``.h5``) through a temporary file, so a kill leaves no partial model."""
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    model.save(tmp)
+    with warnings.catch_warnings():
+        # HDF5 is chosen on purpose for QAT models (TF-MOT's QuantizeLayer does not load from .keras).
+        warnings.filterwarnings("ignore", message="You are saving your model as an HDF5 file")
+        model.save(tmp)
     os.replace(tmp, path)
     return path

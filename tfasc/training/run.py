@@ -246,3 +246,31 @@ def run_recipe(recipe, *, out: Path | str | None = None, from_stage: str | None 
     json_path, _ = write_report(run_dir, report)
     log(f"report: {json_path}")
     return run_dir
+
+
+def export_run(run_dir: Path | str) -> Path:
+    """Export a finished run again (or for the first time): int8 / float TFLite, TFLite Micro check, bundle.
+
+    Reads the run's resolved recipe; the dataset paths in it are relative to the directory the run
+    was started from, so start this from there too.
+    """
+    from tfasc.config.load import load_recipe
+    from tfasc.training import stages as stage_fns
+
+    started = time.time()
+    run_dir = Path(run_dir)
+    if not (run_dir / RECIPE_FILE).is_file():
+        raise RecipeError(f"{run_dir}: not a tfasc run directory (no {RECIPE_FILE})")
+    recipe = load_recipe(run_dir / RECIPE_FILE)
+    if "export" not in recipe.stages:
+        recipe = dataclasses.replace(recipe, stages=(*recipe.stages, "export"))
+    for name in recipe.stages[:-1]:
+        if stage_fns.read_result(run_dir, name) is None:
+            raise RecipeError(f"{run_dir}: stage {name!r} has not finished; run the recipe first")
+    stage_fns.forget_stages(run_dir, ["export"])
+    data = prepare_data(recipe)
+    context = stage_fns.StageContext(recipe=recipe, run_dir=run_dir, data=data)
+    stage_fns.run_stage("export", context)
+    json_path, _ = write_report(run_dir, stage_fns.assemble_report(context, elapsed_s=time.time() - started))
+    log(f"report: {json_path}")
+    return run_dir

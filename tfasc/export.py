@@ -1,0 +1,30 @@
+"""``python -m tfasc.export RUN_DIR``: export a finished run to int8 / float16 / float32 TFLite,
+verify the int8 model in TFLite Micro and write the Cortex-M bundle into ``RUN_DIR/deploy``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import tfasc  # noqa: F401
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tfasc.export", description=__doc__)
+    parser.add_argument("run_dir", help="a run directory written by python -m tfasc.train")
+    args = parser.parse_args(argv)
+    from tfasc.config import RecipeError
+    from tfasc.data.datasets.base import DatasetError
+    from tfasc.training.run import export_run
+
+    try:
+        run_dir = export_run(args.run_dir)
+    except (RecipeError, DatasetError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"done: {run_dir}/deploy")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
