@@ -44,6 +44,14 @@ def epochs_logged(run_dir: Path) -> list[int]:
         return [int(row["epoch"]) for row in csv.DictReader(handle)]
 
 
+STAGE_OVERRIDES = [
+    "--set", "stages=[train, prune, qat, export]",
+    "--set", "compress.prune.epochs=2", "--set", "compress.prune.target_sparsity=0.5",
+    "--set", "compress.qat.epochs=1", "--set", "export.representative_examples=8",
+    "--set", "export.verify_examples=4", "--set", "export.smallest_arena=false",
+]
+
+
 @pytest.mark.slow
 def test_cli_end_to_end(tmp_path, capsys):
     recipe = write_recipe(tmp_path)
@@ -98,3 +106,53 @@ def test_killed_run_resumes_from_last_epoch(tmp_path):
     assert "Epoch 1/6" not in resumed.stdout
     assert epochs_logged(out) == list(range(6))
     assert json.loads((out / "report.json").read_text())["metrics"]["accuracy"] is not None
+
+
+@pytest.mark.slow
+def test_all_stages_then_rerun_from_a_stage_and_export_cli(tmp_path, capsys):
+    recipe = write_recipe(tmp_path)
+    out = tmp_path / "run"
+    assert main([str(recipe), "--out", str(out), *STAGE_OVERRIDES]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["stages"] == ["train", "prune", "qat", "export"]
+    # Pruning reached its target over the kernels, and QAT kept every zero.
+    assert report["prune"]["mode"] == "global"
+    assert report["prune"]["sparsity"]["sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert report["qat"]["sparsity"]["zeros"] == report["prune"]["sparsity"]["zeros"]
+    deploy = report["deploy"]
+    assert deploy["tflm"]["bit_exact"] and deploy["tflm"]["examples"] == 4
+    assert deploy["tflm"]["arena_bytes_used"] > 0
+    assert set(deploy["metrics"]) >= {"accuracy", "macro_accuracy", "per_class_accuracy", "log_loss"}
+    assert 0 <= deploy["top1_agreement_with_float"] <= 1
+    assert "CONV_2D" in deploy["ops"] and all(not op.startswith("CUSTOM") for op in deploy["ops"])
+    bundle = out / "deploy"
+    int8 = (bundle / "model_int8.tflite").read_bytes()
+    assert int8[4:8] == b"TFL3" and deploy["files"]["int8"]["bytes"] == len(int8)
+    for name in ["model_data.cc", "model_data.h", "ops.h", "model_config.h", "README.md"]:
+        assert (bundle / name).is_file(), name
+    assert (out / "model_float16.tflite").is_file() and (out / "model_float32.tflite").is_file()
+    # The pruned model's non-zero parameters decide the DCASE-rule size: int8 = 1 byte each.
+    profile = deploy["profile"]
+    assert profile["dcase_size_bytes"]["8bit"] == profile["nonzero_params"]
+    assert profile["nonzero_params"] < profile["params"]
+
+    # --from qat re-runs qat and export only; train and prune results stay as they were.
+    train_result = (out / "stages" / "train.json").read_text()
+    prune_mtime = (out / "pruned.keras").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main([str(recipe), "--out", str(out), *STAGE_OVERRIDES, "--set", "compress.qat.epochs=2", "--from", "qat"]) == 0
+    printed = capsys.readouterr().out
+    assert "stage train: already done" in printed and "stage prune: already done" in printed
+    assert "stage qat finished" in printed and "stage export finished" in printed
+    assert (out / "stages" / "train.json").read_text() == train_result
+    assert (out / "pruned.keras").stat().st_mtime_ns == prune_mtime
+    assert "epochs: 2" in (out / "recipe.yaml").read_text()
+
+    # python -m tfasc.export re-exports a finished run.
+    from tfasc.export import main as export_main
+
+    (bundle / "ops.h").unlink()
+    assert export_main([str(out)]) == 0
+    assert (bundle / "ops.h").is_file()
+    assert export_main([str(tmp_path / "nothing")]) == 2
+    assert "not a tfasc run directory" in capsys.readouterr().err

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -85,7 +86,9 @@ def run_stage(name: str, context: StageContext) -> dict:
         log(f"stage {name}: already done")
         return done
     log(f"stage {name}")
-    result = STAGES[name](context)
+    started = time.time()
+    result = {**STAGES[name](context), "time_s": time.time() - started}
+    log(f"stage {name} finished in {result['time_s']:.1f} s")
     path = result_path(context.run_dir, name)
     path.parent.mkdir(exist_ok=True)
     write_atomic(path, json.dumps(result, indent=2) + "\n")
@@ -159,6 +162,8 @@ def fine_tune(context: StageContext, model, *, name: str, epochs: int, learning_
 
 
 def load_float_model(path: Path):
+    import tfasc.layers  # noqa: F401  (registers tfasc's layers for deserialization)
+
     # Stages re-compile what they fine-tune, so the saved optimizer is not needed.
     return keras.models.load_model(path, compile=False)
 

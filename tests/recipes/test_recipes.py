@@ -1,0 +1,68 @@
+"""The shipped recipes: they validate, carry the papers' settings, and run end to end on tiny data."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tfasc.config import load_recipe
+from tfasc.train import main
+from tfasc.training.run import validate_components
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in RECIPES.glob("*.yaml")))
+def test_recipe_validates(name):
+    recipe = load_recipe(RECIPES / name)
+    validate_components(recipe)
+
+
+def test_dcase2020_1b_recipe_has_the_papers_settings():
+    recipe = load_recipe(RECIPES / "dcase2020_1b.yaml")
+    # Sec. 6.1: 48 kHz stereo 10 s clips, 256 log-mel bins, Adam, 350 epochs in three phases.
+    assert (recipe.data.sample_rate, recipe.data.channels, recipe.data.duration_s) == (48000, 2, 10.0)
+    assert recipe.features.n_mels == 256 and recipe.data.options == {"fold": 1}
+    assert recipe.training.optimizer == "adam" and recipe.training.epochs == 350
+    phases = recipe.training.schedule.phases
+    assert [(p.epochs, p.start, p.end, p.shape) for p in phases] == [
+        (50, 1e-4, None, "constant"), (200, 1e-4, 1e-6, "exponential"), (100, 1e-6, None, "constant")]
+    assert sum(p.epochs for p in phases) == recipe.training.epochs
+    # Table 1 with c=64, S=2, N=3; Sec. 4 loss; Sec. 3 augmentation; Sec. 5.1 pruning.
+    assert recipe.model.name == "shared_resnet"
+    assert recipe.model.options == {"channels": 64, "sub_bands": 2, "repeats": 3}
+    assert recipe.training.loss.name == "cb_focal"
+    assert recipe.augment.freqmix_prob > 0 and recipe.augment.cutmix_prob > 0 and recipe.augment.mixup_prob > 0
+    assert recipe.augment.freqmix_alpha == 1.0
+    assert recipe.stages == ("train", "prune", "qat", "export")
+    prune = recipe.compress.prune
+    assert (prune.target_sparsity, prune.mode, prune.epochs) == (0.6, "global", 200)
+    assert (prune.learning_rate, prune.final_learning_rate) == (1e-4, 1e-6)
+    assert recipe.evaluate.held_out_groups == ("milan",)
+
+
+@pytest.mark.slow
+def test_dcase2020_1b_recipe_runs_end_to_end_on_synthesized_data(tmp_path):
+    out = tmp_path / "run"
+    overrides = {
+        "data.root": str(tmp_path / "data"), "data.cache_dir": str(tmp_path / "cache"),
+        "data.synthesize": "{clips: 36, seed: 1, sample_rate: 8000, duration_s: 1.0, channels: 2}",
+        "data.sample_rate": 8000, "data.duration_s": 1.0, "data.batch_size": 8,
+        "features.n_fft": 256, "features.hop_length": 128, "features.n_mels": 32, "features.fmax": 4000,
+        "model.channels": 4, "training.epochs": 2,
+        "training.schedule.phases": "[{epochs: 1, start: 1.0e-3}, {epochs: 1, start: 1.0e-3, end: 1.0e-4, shape: exponential}]",
+        "compress.prune.epochs": 1, "compress.qat.epochs": 1,
+        "export.representative_examples": 8, "export.verify_examples": 3, "export.smallest_arena": False,
+        "output.tensorboard": False,
+    }
+    argv = [str(RECIPES / "dcase2020_1b.yaml"), "--out", str(out)]
+    for key, value in overrides.items():
+        argv += ["--set", f"{key}={value}"]
+    assert main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["model"]["name"] == "shared_resnet"
+    assert set(report["metrics"]["per_class_accuracy"]) == {"indoor", "outdoor", "transportation"}
+    assert "milan" in report["held_out"] and report["data"]["held_out_examples"]["milan"] > 0
+    assert report["prune"]["sparsity"]["sparsity"] == pytest.approx(0.6, abs=0.01)
+    assert report["deploy"]["tflm"]["bit_exact"]
+    assert (out / "plots" / "confusion_matrix.png").is_file()
