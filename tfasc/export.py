@@ -13,17 +13,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tfasc.export", description=__doc__)
     parser.add_argument("run_dir", help="a run directory written by python -m tfasc.train")
     args = parser.parse_args(argv)
-    from tfasc.config import RecipeError
-    from tfasc.data.datasets.base import DatasetError
+    from tfasc.cli import run_command
     from tfasc.training.run import export_run
 
-    try:
-        run_dir = export_run(args.run_dir)
-    except (RecipeError, DatasetError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"done: {run_dir}/deploy")
-    return 0
+    return run_command(lambda: f"done: {export_run(args.run_dir) / 'deploy'}")
 
 
 if __name__ == "__main__":

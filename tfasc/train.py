@@ -29,19 +29,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from tfasc.config import RecipeError, load_recipe
-    from tfasc.data.datasets.base import DatasetError
+    from tfasc.cli import run_command
 
-    try:
-        recipe = load_recipe(args.recipe, args.overrides)
+    def train() -> str:
+        from tfasc.config import load_recipe
         from tfasc.training.run import run_recipe
 
-        run_dir = run_recipe(recipe, out=args.out, from_stage=args.from_stage)
-    except (RecipeError, DatasetError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"done: {run_dir}")
-    return 0
+        recipe = load_recipe(args.recipe, args.overrides)
+        return f"done: {run_recipe(recipe, out=args.out, from_stage=args.from_stage)}"
+
+    return run_command(train)
 
 
 if __name__ == "__main__":
