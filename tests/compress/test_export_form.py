@@ -20,6 +20,7 @@ from tfasc.compress import prune, qat
 from tfasc.compress.export_form import to_export_form
 from tfasc.deploy import convert, profile, tflm
 from tfasc.layers.normalization import SubSpectralNormalization
+from tfasc.layers.residual import shared_convs, shared_residual_block
 from tfasc.models.shared_resnet import build_shared_resnet
 
 INPUT_SHAPE = (32, 24, 2)  # [freq, time, channels]
@@ -36,6 +37,16 @@ def small_shared_resnet(normalization: str = "ssn", shared: bool = True) -> kera
         INPUT_SHAPE, CLASSES, channels=CHANNELS, repeats=REPEATS, shared=shared,
         normalization=normalization, block_impl="functional",
     )
+
+
+def tiny_shared_block_model(repeats: int = 3) -> keras.Model:
+    """Stem conv + one shared residual block (N repeats, BN per repeat) + pooling: quick to convert."""
+    keras.utils.set_random_seed(7)
+    inputs = keras.Input(INPUT_SHAPE)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
+    conv_a, conv_b = shared_convs(8, 1, name="srb")
+    x = shared_residual_block(x, conv_a, conv_b, repeats, "srb")
+    return keras.Model(inputs, keras.layers.GlobalAveragePooling2D(name="pool")(x))
 
 
 def normalization_layers(model: keras.Model) -> list[keras.layers.Layer]:
@@ -204,9 +215,37 @@ def test_model_without_normalizations_to_rewrite_is_an_equivalent_clone():
     np.testing.assert_array_equal(exported(x).numpy(), model(x).numpy())
 
 
+def test_float32_stores_each_shared_kernel_once_and_naive_export_stores_n_copies():
+    model = tiny_shared_block_model(repeats=3)
+    randomize_normalizations(model, np.random.default_rng(8))
+    kernel_bytes = {name: 4 * k.size for name, k in conv_kernels(model).items()}  # float32
+    naive = convert.to_tflite(model, kind="float32")
+    exported = convert.to_tflite(to_export_form(model), kind="float32")
+    # Hand count: stem + (conv_a, conv_b) once; the converter folds each repeat's BN into its own copy.
+    assert len(conv_filter_buffers(exported)) == len(conv_filter_buffers(naive)) == 1 + 2 * 3
+    assert len(distinct_filters(exported)) == 3
+    assert sum(a.nbytes for a in distinct_filters(exported).values()) == sum(kernel_bytes.values())
+    assert len(distinct_filters(naive)) == 1 + 2 * 3
+    assert sum(a.nbytes for a in distinct_filters(naive).values()) == kernel_bytes["stem_conv"] + 3 * (
+        kernel_bytes["srb_conv_a"] + kernel_bytes["srb_conv_b"]
+    )
+
+
+def test_keras_round_trip_keeps_sharing_freezing_and_outputs(tmp_path):
+    model = tiny_shared_block_model(repeats=2)
+    randomize_normalizations(model, np.random.default_rng(9))
+    exported = to_export_form(model)
+    path = tmp_path / "export_form.keras"
+    exported.save(path)
+    restored = keras.models.load_model(path)
+    x = np.random.default_rng(10).normal(size=(2, *INPUT_SHAPE)).astype("float32")
+    np.testing.assert_array_equal(restored(x).numpy(), exported(x).numpy())
+    assert len(restored.get_layer("srb_conv_a")._inbound_nodes) == 2
+    assert not restored.get_layer("srb_bn_b_1_affine").trainable
+
+
 def test_wrapped_and_subclassed_models_are_refused():
-    model = small_shared_resnet("bn")
-    wrapped = prune.apply_pruning(model, target_sparsity=0.5, begin_step=0, end_step=2, frequency=1)
+    wrapped = prune.apply_pruning(tiny_shared_block_model(), target_sparsity=0.5, begin_step=0, end_step=2, frequency=1)
     with pytest.raises(ValueError, match="strip_pruning"):
         to_export_form(wrapped)
 
@@ -237,7 +276,7 @@ def qat_steps(model: keras.Model, x: np.ndarray, steps: int, learning_rate: floa
 
 @pytest.fixture(scope="module")
 def deployed():
-    """The pruned SSN shared_resnet with signed gammas, exported four ways (the slow part: ~60 s)."""
+    """The pruned SSN shared_resnet with signed gammas, exported three ways (the slow part: ~70 s)."""
     rng = np.random.default_rng(6)
     x = rng.normal(size=(16, *INPUT_SHAPE)).astype("float32")
     model = small_shared_resnet("ssn", shared=True)
@@ -248,7 +287,7 @@ def deployed():
     quantized = qat.quantize_model(exported, preserve_sparsity=True)
     # Also sets the input quantizer's range (TF-MOT starts it at [0, 0]).
     qat_steps(quantized, x, steps=2, learning_rate=0.01)
-    representative = [x[i: i + 1] for i in range(4)]
+    representative = [x[i: i + 1] for i in range(len(x))]
     return {
         "x": x,
         "model": model,
@@ -259,7 +298,6 @@ def deployed():
         "ptq_int8": convert.to_tflite(exported, kind="int8", representative_data=representative),
         # Without the rewrite: post-training int8 of the original float model (BN folded into the conv).
         "naive_int8": convert.to_tflite(model, kind="int8", representative_data=representative),
-        "float32": convert.to_tflite(exported, kind="float32"),
     }
 
 
@@ -274,28 +312,31 @@ def test_int8_is_full_integer_builtins_bit_exact_in_tflm_and_tracks_keras(deploy
         result = tflm.verify_bit_exact(blob, input_q.quantize(x))
         assert result.bit_exact, (kind, result.to_dict())
 
-    # The QAT flatbuffer computes what the fake-quant Keras model computes. (Against the float model
-    # an untrained QAT model agrees less, rewrite or not: TF-MOT's activation ranges start at [-6, 6].)
-    top1 = convert.run_tflite(deployed["int8"], x).argmax(axis=1)
-    agree_qat = np.mean(top1 == deployed["quantized"](x, training=False).numpy().argmax(axis=1))
-    assert agree_qat >= 0.8, agree_qat
-    # With calibrated ranges the int8 export form tracks the float model.
-    top1 = convert.run_tflite(deployed["ptq_int8"], x).argmax(axis=1)
-    agree_float = np.mean(top1 == deployed["model"](x, training=False).numpy().argmax(axis=1))
-    assert agree_float >= 0.75, agree_float
+    # The QAT flatbuffer computes what the fake-quant Keras model computes, to a few output steps
+    # (measured: median 1, mean 1.4 LSB). Against the float model an untrained QAT model agrees less,
+    # rewrite or not: TF-MOT's activation ranges start at [-6, 6] and move by EMA over training.
+    output_scale = convert.io_quantization(deployed["int8"])[1].scale
+    lsb = np.abs(convert.run_tflite(deployed["int8"], x) - deployed["quantized"](x, training=False).numpy()) / output_scale
+    assert np.median(lsb) <= 2.0 and lsb.mean() <= 3.0, (np.median(lsb), lsb.mean())
+    # With ranges calibrated on data the int8 export form tracks the float model (measured: 13/16 top-1,
+    # logit RMS error 0.34 of the logit spread; this 4-channel random network has small logit margins).
+    expected = deployed["model"](x, training=False).numpy()
+    logits = convert.run_tflite(deployed["ptq_int8"], x)
+    assert np.mean(logits.argmax(axis=1) == expected.argmax(axis=1)) >= 0.75
+    assert np.sqrt(np.mean((logits - expected) ** 2)) <= 0.5 * expected.std()
 
 
-def test_shared_kernels_stored_once_in_int8_and_float32(deployed):
+def test_shared_kernels_stored_once_in_int8(deployed):
     model = deployed["model"]
     unique_convs = len(conv_kernels(model))
     conv_calls = unique_convs + 2 * len(SRB_BLOCKS) * (REPEATS - 1)
     weights_once = kernel_weights_counted_once(model)
 
-    for kind, itemsize in (("int8", 1), ("ptq_int8", 1), ("float32", 4)):
+    for kind in ("int8", "ptq_int8"):
         filters = conv_filter_buffers(deployed[kind])
         assert len(filters) == conv_calls  # every repeat still calls a conv
         assert len(distinct_filters(deployed[kind])) == unique_convs  # 2 kernels per SRB, not 2N
-        assert sum(a.nbytes for a in distinct_filters(deployed[kind]).values()) == weights_once * itemsize
+        assert sum(a.nbytes for a in distinct_filters(deployed[kind]).values()) == weights_once  # int8: 1 byte each
 
     # Without the rewrite the converter folds each repeat's BN into its own copy of the kernel. Per-channel
     # int8 makes copies whose BN scales have the same sign pattern byte-identical (de-duplicated), so by
@@ -310,9 +351,19 @@ def test_shared_kernels_stored_once_in_int8_and_float32(deployed):
     naive = distinct_filters(deployed["naive_int8"])
     assert len(naive) == unique_convs + expected_copies
     assert sum(a.nbytes for a in naive.values()) == weights_once + expected_extra_bytes
+    # All constants (measured: 3980 bytes vs 4332; c = 64, 256 mels, N = 3: 619,216 vs 983,728).
     stored = profile.flatbuffer_storage(deployed["int8"]).stored_bytes
-    naive_stored = profile.flatbuffer_storage(deployed["naive_int8"]).stored_bytes
-    print(f"int8 stored bytes: export form {stored}, naive {naive_stored}")
+    assert stored < profile.flatbuffer_storage(deployed["naive_int8"]).stored_bytes
+
+
+def test_stripped_model_layers_carrying_other_models_nodes_are_judged_on_this_model(deployed):
+    model, exported = deployed["model"], deployed["exported"]
+    # strip_pruning reuses layer objects, so counting _inbound_nodes sees 3 models: the stem BN looks un-foldable.
+    assert len(model.get_layer("stem_conv")._inbound_nodes) > 1
+    assert not qat.batchnorm_is_folded_by_tfmot(model.get_layer("stem_bn"), model)
+    replaced = {l.name for l in exported.layers if l.name.endswith("_affine") and "_band" not in l.name}
+    assert replaced == {f"{name}_affine" for name in srb_batchnorm_names()}
+    assert unfoldable_batchnorms(exported) == []
 
 
 def test_pruning_zeros_survive_rewrite_qat_and_int8(deployed):

@@ -178,3 +178,16 @@ def test_qat_model_keras_round_trip(tmp_path):
         loaded = keras.models.load_model(path)
     x, _ = random_data(2, seed=9)
     np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_frozen_layers_stay_frozen_after_quantize_apply():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(INPUT_SHAPE)
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    frozen = keras.layers.DepthwiseConv2D(1, use_bias=True, name="frozen_affine", trainable=False)
+    x = frozen(x)
+    outputs = keras.layers.Dense(2, name="logits")(keras.layers.GlobalAveragePooling2D()(x))
+    quantized = qat.quantize_model(keras.Model(inputs, outputs), preserve_sparsity=False)
+    trainable = {w.name for w in quantized.trainable_weights}
+    assert not any("frozen_affine" in name for name in trainable)
+    assert any("conv" in name and "kernel" in name for name in trainable)

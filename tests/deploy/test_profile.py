@@ -87,3 +87,23 @@ def test_custom_layer_with_kernels_is_reported_uncounted():
     assert profile.count_macs(model).uncounted_layers == ("opaque",)
     with pytest.raises(ValueError, match="clip_seconds"):
         profile.profile_model(model, clip_seconds=0)
+
+
+def test_kernel_buffers_and_distinct_kernels_count_a_shared_conv_once():
+    from tfasc.deploy.convert import to_tflite
+    from tfasc.deploy.profile import distinct_kernels, kernel_buffers
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 4))
+    shared = keras.layers.Conv2D(4, 3, padding="same", name="shared")
+    x = inputs
+    for _ in range(3):  # one kernel, three uses, no per-use BatchNorm to fold
+        x = keras.layers.ReLU()(shared(x))
+    x = keras.layers.DepthwiseConv2D(1, name="dw")(x)
+    outputs = keras.layers.Dense(2, name="logits")(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, outputs)
+    assert distinct_kernels(model) == 3  # shared conv, depthwise, dense
+    stored = kernel_buffers(to_tflite(model, kind="float32"))
+    # 3 CONV_2D ops + DEPTHWISE_CONV_2D + FULLY_CONNECTED, weights in 3 float32 buffers:
+    # 3·3·4·4 + 1·1·4·1 + 4·2 values.
+    assert stored == {"operators": 5, "buffers": 3, "bytes": 4 * (3 * 3 * 4 * 4 + 4 + 4 * 2)}

@@ -64,5 +64,9 @@ def test_dcase2020_1b_recipe_runs_end_to_end_on_synthesized_data(tmp_path):
     assert set(report["metrics"]["per_class_accuracy"]) == {"indoor", "outdoor", "transportation"}
     assert "milan" in report["held_out"] and report["data"]["held_out_examples"]["milan"] > 0
     assert report["prune"]["sparsity"]["sparsity"] == pytest.approx(0.6, abs=0.01)
-    assert report["deploy"]["tflm"]["bit_exact"]
+    deploy = report["deploy"]
+    assert deploy["tflm"]["bit_exact"]
+    # Export form: shared kernels stored once on flash, every op full-integer (no float MUL/ADD pairs).
+    assert deploy["sharing"]["stored_once"]
+    assert "DEQUANTIZE" not in deploy["ops"] and "MUL" not in deploy["ops"]
     assert (out / "plots" / "confusion_matrix.png").is_file()

@@ -23,18 +23,34 @@ Why (measured, ``/work/shared/notes/tfmot-tflm-findings.md``):
   its own 8-bit config (per-channel kernel, output range), so it converts to an int8
   DEPTHWISE_CONV_2D like any other layer.
 - Flash: a BN folded into a shared conv (by the converter, or expressed as a multiply-add, which
-  the converter folds again) gives one kernel copy per repeat in float32; in int8 per-channel the
-  copies are identical bytes, de-duplicated, only when every BN scale is positive. With the BN as a
+  the converter folds again) gives one kernel copy per repeat in float32; in int8 per-channel two
+  copies are identical bytes, de-duplicated, only when their BN scales have the same sign in every
+  channel (e.g. all positive), which training does not promise. With the BN as a
   separate 1x1 depthwise the shared kernel stays one constant: stored once in float32 and in int8,
   whatever the signs, for a few tiny DEPTHWISE_CONV_2D ops (2 weights per channel instead of a
   BN's 4).
+
+Measured (c = 64, 256 mel bins, N = 3, 10 classes, SSN; random-signed gammas): float32 flatbuffer
+3,907,340 -> 2,446,584 bytes (28 -> 20 stored conv kernels), float16 1,970,576 -> 1,247,236,
+post-training int8 1,103,032 -> 819,120 (constants 983,728 -> 619,216). After TF-MOT QAT with
+representative data the un-rewritten model also keeps one kernel per shared conv (the annotated BN
+stays a separate int8 MUL/ADD); there the rewrite removes the MULs and stores 31 KB fewer constants,
+but the file is 62 KB larger (per-channel scales and zero points of the extra depthwise tensors).
+
+QAT of the result needs no annotation: ``Cropping2D`` gets no quantizer, ``Concatenate`` quantizes
+its output (each band's depthwise keeps its activation quantizer too; the int8 CONCATENATION runs
+bit-exactly in TFLite Micro) and ``DepthwiseConv2D`` gets TF-MOT's per-channel conv config; one followed by a ReLU gets
+``NoOpQuantizeConfig`` (TF-MOT's ``LayerReLUQuantize``), harmless here because a 1x1 depthwise
+kernel quantized per channel is exact. TF-MOT's ``QuantizeWrapper`` lists every quantized weight as
+trainable, so inside a QAT model the frozen depthwise kernels (not their biases) train again.
 
 Every other layer is cloned (``from_config`` + exact weight copy, so pruning zeros survive); a layer
 object called N times in ``model`` becomes one new object called N times. Fresh objects matter:
 layers reused from another model (``strip_pruning`` reuses the pruned model's layers) carry that
 model's nodes, and TF-MOT's folding decision counts nodes. Apply this to the trained (pruned and
-stripped) float model before ``tfasc.compress.qat.quantize_model``; the replacement depthwise
-layers are frozen (``trainable=False``) so QAT does not move the normalization.
+stripped) float model before ``tfasc.compress.qat.quantize_model``. The replacement depthwise
+layers are created frozen (``trainable=False``): they hold inference statistics, not parameters to
+fine-tune (but see the QuantizeWrapper note above).
 """
 
 from __future__ import annotations

@@ -145,7 +145,8 @@ def count_macs(model: keras.Model) -> MacCount:
             elif hasattr(inner, "count_macs"):
                 macs = int(inner.count_macs(input_shape))
             else:
-                owns_kernels = any(len(w.shape) >= 2 for w in inner.weights)
+                # Normalization statistics ([S, C] in sub-spectral normalization) are not kernels.
+                owns_kernels = any("kernel" in w.name for w in inner.weights)
                 if owns_kernels and inner.name not in uncounted:
                     uncounted.append(inner.name)
                 continue
@@ -181,6 +182,44 @@ def _buffer_bytes(tflite_bytes: bytes, buffer: tflite_schema.Buffer) -> bytes:
     if buffer.Offset() > 1:  # models over 2 GB keep data after the flatbuffer
         return bytes(tflite_bytes[buffer.Offset(): buffer.Offset() + buffer.Size()])
     return b""
+
+
+KERNEL_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
+
+def distinct_kernels(model: keras.Model) -> int:
+    """Distinct kernel variables of Conv2D / DepthwiseConv2D / Dense layers (a shared layer once)."""
+    kernels = {
+        id(inner.depthwise_kernel if isinstance(inner, keras.layers.DepthwiseConv2D) else inner.kernel)
+        for layer in model.layers
+        for inner in [_inner_layer(layer)]
+        if type(inner) in (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+    }
+    return len(kernels)
+
+
+def kernel_buffers(tflite_bytes: bytes) -> dict[str, int]:
+    """How the flatbuffer stores the weights of its CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED ops.
+
+    ``operators``: ops with a weight tensor; ``buffers``: distinct buffers those weights live in
+    (a shared kernel stored once serves several ops from one buffer); ``bytes``: their size.
+    """
+    from tfasc.deploy.convert import BUILTIN_OP_NAMES
+
+    model = tflite_schema.Model.GetRootAsModel(bytes(tflite_bytes), 0)
+    codes = [max(model.OperatorCodes(i).BuiltinCode(), model.OperatorCodes(i).DeprecatedBuiltinCode())
+             for i in range(model.OperatorCodesLength())]
+    operators, buffers = 0, {}
+    for s in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(s)
+        for o in range(subgraph.OperatorsLength()):
+            op = subgraph.Operators(o)
+            if BUILTIN_OP_NAMES.get(codes[op.OpcodeIndex()]) not in KERNEL_OPS or op.InputsLength() < 2:
+                continue
+            operators += 1
+            index = subgraph.Tensors(op.Inputs(1)).Buffer()
+            buffers[index] = len(_buffer_bytes(tflite_bytes, model.Buffers(index)))
+    return {"operators": operators, "buffers": len(buffers), "bytes": sum(buffers.values())}
 
 
 def flatbuffer_storage(tflite_bytes: bytes) -> FlatbufferStorage:

@@ -80,8 +80,10 @@ def _deploy_section(deploy: dict, float_metrics: dict) -> list[str]:
         "",
         f"- int8 accuracy {_percent(deploy['metrics'].get('accuracy'))}, macro accuracy "
         f"{_percent(deploy['metrics'].get('macro_accuracy'))} (trained float model: "
-        f"{_percent(float_metrics.get('accuracy'))}); top-1 agreement with the exported float model "
-        f"{_percent(deploy['top1_agreement_with_float'])}",
+        f"{_percent(float_metrics.get('accuracy'))})",
+        f"- top-1 agreement of the int8 model with the float model (pruned if pruning ran) "
+        f"{_percent(deploy['top1_agreement_with_float'])}, with the Keras model it was converted from "
+        f"{_percent(deploy['top1_agreement_with_keras_source'])}",
         f"- TFLite Micro vs TFLite reference kernels on {tflm['examples']} evaluation clips: {exact}",
         f"- tensor arena used: {tflm['arena_bytes_used']:,} bytes{smallest}",
         f"- ops: {', '.join(deploy['ops'])}",
@@ -96,7 +98,7 @@ def _deploy_section(deploy: dict, float_metrics: dict) -> list[str]:
         "",
     ]
     if deploy.get("sharing"):
-        lines += [f"- {deploy['sharing']}", ""]
+        lines.insert(-1, f"- {deploy['sharing']['text']}")
     return lines
 
 

@@ -234,9 +234,12 @@ def prune_stage(context: StageContext) -> dict:
 
 def qat_stage(context: StageContext) -> dict:
     from tfasc.compress import prune, qat
+    from tfasc.compress.export_form import to_export_form
 
     config = context.recipe.compress.qat
-    model = load_float_model(float_model_path(context))
+    # The export form keeps shared kernels shared on flash and every op full-integer (see
+    # tfasc.compress.export_form); QAT then trains the graph that will run on the device.
+    model = to_export_form(load_float_model(float_model_path(context)))
     preserve = config.preserve_sparsity and "prune" in context.recipe.stages
     quantized = qat.quantize_model(model, preserve_sparsity=preserve)
     if config.epochs:
@@ -251,12 +254,14 @@ def qat_stage(context: StageContext) -> dict:
 
 
 def export_stage(context: StageContext) -> dict:
+    from tfasc.compress.export_form import to_export_form
     from tfasc.deploy.export import export_model
 
     recipe, data = context.recipe, context.data
     config = recipe.export
     float_model = load_float_model(float_model_path(context))
-    int8_source = load_qat_model(context.run_dir / ARTIFACTS["qat"]) if "qat" in recipe.stages else float_model
+    exported_float = to_export_form(float_model)
+    int8_source = load_qat_model(context.run_dir / ARTIFACTS["qat"]) if "qat" in recipe.stages else exported_float
     device_features = {
         "sample_rate": recipe.data.sample_rate,
         "clip_seconds": recipe.data.duration_s,
@@ -268,7 +273,8 @@ def export_stage(context: StageContext) -> dict:
     log("exporting int8 / float16 / float32 TFLite and verifying the int8 model in TFLite Micro")
     return export_model(
         int8_source=int8_source,
-        float_model=float_model,
+        float_model=exported_float,
+        profiled_model=float_model,
         representative=standardized(data.train.features, data, limit=config.representative_examples),
         eval_inputs=standardized(data.eval.features, data),
         eval_targets=data.eval_targets,
