@@ -22,6 +22,7 @@ from tfasc.deploy import convert, profile, tflm
 from tfasc.layers.normalization import SubSpectralNormalization
 from tfasc.layers.residual import shared_convs, shared_residual_block
 from tfasc.models.shared_resnet import build_shared_resnet
+from support.keras_models import INPUT_SHAPE as TINY_INPUT_SHAPE, tiny_model
 
 INPUT_SHAPE = (32, 24, 2)  # [freq, time, channels]
 CLASSES = 3
@@ -197,21 +198,14 @@ def test_depthwise_weights_are_the_folded_batchnorm():
 
 
 def test_model_without_normalizations_to_rewrite_is_an_equivalent_clone():
-    keras.utils.set_random_seed(3)
-    inputs = keras.Input(INPUT_SHAPE)
-    x = keras.layers.Conv2D(8, 3, strides=2, name="conv")(inputs)
-    x = keras.layers.BatchNormalization(name="bn")(x)
-    x = keras.layers.ReLU(name="relu")(x)
-    x = keras.layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    model = keras.Model(inputs, keras.layers.Dense(3, name="logits")(x), name="baseline")
+    model = tiny_model(seed=3, name="baseline")
     randomize_normalizations(model, np.random.default_rng(3))
     exported = to_export_form(model)
     assert exported.name == "baseline"
     assert [(type(l), l.name) for l in exported.layers] == [(type(l), l.name) for l in model.layers]
     for original, copy in zip(model.weights, exported.weights):
         np.testing.assert_array_equal(original.numpy(), copy.numpy())
-    x = np.random.default_rng(4).normal(size=(2, *INPUT_SHAPE)).astype("float32")
+    x = np.random.default_rng(4).normal(size=(2, *TINY_INPUT_SHAPE)).astype("float32")
     np.testing.assert_array_equal(exported(x).numpy(), model(x).numpy())
 
 
@@ -379,3 +373,14 @@ def test_pruning_zeros_survive_rewrite_qat_and_int8(deployed):
         pruned = np.transpose(kernel == 0.0, (3, 0, 1, 2))
         matches = [f for f in stored if f.shape == pruned.shape and np.all(f[pruned] == 0)]
         assert matches, name
+
+
+def test_trainable_export_form_for_qat_fine_tunes_scale_and_shift_together():
+    model = small_shared_resnet()
+    frozen, trainable = to_export_form(model), to_export_form(model, trainable=True)
+    affine = lambda m: [l for l in m.layers if l.name.endswith("_affine")]
+    assert affine(frozen) and not any(l.trainable for l in affine(frozen))
+    assert all(l.trainable for l in affine(trainable))
+    names = {w.name for w in trainable.trainable_weights}
+    for layer in affine(trainable):
+        assert {f"{layer.name}/depthwise_kernel:0", f"{layer.name}/bias:0"} <= names

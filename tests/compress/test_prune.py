@@ -12,20 +12,7 @@ from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wra
 
 from tfasc.compress import prune
 
-INPUT_SHAPE = (16, 20, 1)  # [freq, time, channels]
-
-
-def tiny_model(seed: int = 0) -> keras.Model:
-    """Conv2D -> DepthwiseConv2D -> Dense on [batch, 16, 20, 1] features."""
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input(INPUT_SHAPE)
-    x = keras.layers.Conv2D(8, 3, strides=2, name="conv")(inputs)
-    x = keras.layers.BatchNormalization(name="bn")(x)
-    x = keras.layers.ReLU(name="relu")(x)
-    x = keras.layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    outputs = keras.layers.Dense(3, name="logits")(x)
-    return keras.Model(inputs, outputs)
+from support.keras_models import INPUT_SHAPE, tiny_model
 
 
 def shared_conv_model(repeats: int = 3) -> keras.Model:

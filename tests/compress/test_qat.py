@@ -13,19 +13,8 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit i
 from tfasc.compress import prune, qat
 from tfasc.deploy import convert
 
-INPUT_SHAPE = (16, 20, 1)  # [freq, time, channels]
+from support.keras_models import INPUT_SHAPE, tiny_model
 ALLOWED_INT8_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MEAN", "ADD", "MUL", "RESHAPE", "LOGISTIC", "MAX_POOL_2D"}
-
-
-def tiny_model() -> keras.Model:
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input(INPUT_SHAPE)
-    x = keras.layers.Conv2D(8, 3, strides=2, name="conv")(inputs)
-    x = keras.layers.BatchNormalization(name="bn")(x)
-    x = keras.layers.ReLU(name="relu")(x)
-    x = keras.layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    return keras.Model(inputs, keras.layers.Dense(3, name="logits")(x))
 
 
 def shared_conv_model(repeats: int = 2) -> keras.Model:
@@ -179,15 +168,3 @@ def test_qat_model_keras_round_trip(tmp_path):
     x, _ = random_data(2, seed=9)
     np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-6)
 
-
-def test_frozen_layers_stay_frozen_after_quantize_apply():
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input(INPUT_SHAPE)
-    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
-    frozen = keras.layers.DepthwiseConv2D(1, use_bias=True, name="frozen_affine", trainable=False)
-    x = frozen(x)
-    outputs = keras.layers.Dense(2, name="logits")(keras.layers.GlobalAveragePooling2D()(x))
-    quantized = qat.quantize_model(keras.Model(inputs, outputs), preserve_sparsity=False)
-    trainable = {w.name for w in quantized.trainable_weights}
-    assert not any("frozen_affine" in name for name in trainable)
-    assert any("conv" in name and "kernel" in name for name in trainable)

@@ -49,8 +49,9 @@ object called N times in ``model`` becomes one new object called N times. Fresh 
 layers reused from another model (``strip_pruning`` reuses the pruned model's layers) carry that
 model's nodes, and TF-MOT's folding decision counts nodes. Apply this to the trained (pruned and
 stripped) float model before ``tfasc.compress.qat.quantize_model``. The replacement depthwise
-layers are created frozen (``trainable=False``): they hold inference statistics, not parameters to
-fine-tune (but see the QuantizeWrapper note above).
+layers are created frozen (``trainable=False``) by default: they hold inference statistics, not
+parameters to fine-tune. For QAT pass ``trainable=True``: the scale and shift then fine-tune together,
+as a BatchNorm's gamma and beta would (frozen ones would be half-trained anyway, see above).
 """
 
 from __future__ import annotations
@@ -168,7 +169,7 @@ def _clone_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
     return type(layer).from_config(layer.get_config())
 
 
-def to_export_form(model: keras.Model) -> keras.Model:
+def to_export_form(model: keras.Model, *, trainable: bool = False) -> keras.Model:
     """A copy of ``model`` with equal inference outputs whose normalizations all quantize to int8.
 
     Args:
@@ -215,7 +216,7 @@ def to_export_form(model: keras.Model) -> keras.Model:
             count = ssn_calls.get(id(layer), 0)
             ssn_calls[id(layer)] = count + 1
             name = layer.name if count == 0 else f"{layer.name}_call{count}"
-            outputs = sub_spectral_as_depthwise(_first_input(args, kwargs), layer, name=name)
+            outputs = sub_spectral_as_depthwise(_first_input(args, kwargs), layer, name=name, trainable=trainable)
         elif (
             isinstance(layer, keras.layers.BatchNormalization)
             and _normalizes_channels_of_4d(layer, _first_input(args, kwargs))
@@ -223,7 +224,7 @@ def to_export_form(model: keras.Model) -> keras.Model:
         ):
             affine = replacements.get(id(layer))
             if affine is None:
-                affine = keras.layers.DepthwiseConv2D(1, use_bias=True, trainable=False, name=f"{layer.name}_affine")
+                affine = keras.layers.DepthwiseConv2D(1, use_bias=True, trainable=trainable, name=f"{layer.name}_affine")
                 replacements[id(layer)] = affine
                 outputs = affine(_first_input(args, kwargs))
                 affine.set_weights(list(batchnorm_as_depthwise_weights(layer)))

@@ -325,13 +325,4 @@ def quantize_model(
             custom_objects[type(config).__name__] = type(config)
     scheme = _SparsityPreservingScheme() if preserve_sparsity else default_8bit_quantize_scheme.Default8BitQuantizeScheme()
     with qat_scope(custom_objects):
-        quantized = tfmot.quantization.keras.quantize_apply(annotated, scheme)
-    # QuantizeWrapper appends the weights it quantizes to its own trainable list whatever the inner
-    # layer says; a frozen layer (e.g. a BatchNorm rewritten as a fixed depthwise scale) must stay
-    # frozen. (A wrapper rebuilt by loading a saved model lists them again: load for export only.)
-    for layer in quantized.layers:
-        inner = getattr(layer, "layer", None)
-        if inner is not None and not inner.trainable:
-            # Only the inner layer's weights are in that list (quantizer ranges are non-trainable).
-            layer._trainable_weights = []
-    return quantized
+        return tfmot.quantization.keras.quantize_apply(annotated, scheme)

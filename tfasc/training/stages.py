@@ -239,7 +239,7 @@ def qat_stage(context: StageContext) -> dict:
     config = context.recipe.compress.qat
     # The export form keeps shared kernels shared on flash and every op full-integer (see
     # tfasc.compress.export_form); QAT then trains the graph that will run on the device.
-    model = to_export_form(load_float_model(float_model_path(context)))
+    model = to_export_form(load_float_model(float_model_path(context)), trainable=True)
     preserve = config.preserve_sparsity and "prune" in context.recipe.stages
     quantized = qat.quantize_model(model, preserve_sparsity=preserve)
     if config.epochs:
