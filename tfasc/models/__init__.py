@@ -1,5 +1,5 @@
 """Model families, each registered by name in :mod:`tfasc.models.registry`."""
 
-from tfasc.models.registry import available, build, register  # noqa: F401
+from tfasc.models.registry import available, build, builder, register  # noqa: F401
 from tfasc.models import baseline  # noqa: F401  (registers "baseline_cnn")
 from tfasc.models import shared_resnet  # noqa: F401  (registers "shared_resnet")

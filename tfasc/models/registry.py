@@ -30,10 +30,15 @@ def available() -> tuple[str, ...]:
     return tuple(sorted(_BUILDERS))
 
 
-def build(name: str, input_shape, num_classes: int, **kwargs):
-    """Build the registered model ``name`` for ``input_shape`` (no batch axis) and ``num_classes``."""
+def builder(name: str) -> Callable:
+    """The build function registered as ``name``; an unknown name suggests the nearest one."""
     if name not in _BUILDERS:
         close = difflib.get_close_matches(name, _BUILDERS, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"unknown model {name!r}{hint} Available: {', '.join(available())}")
-    return _BUILDERS[name](tuple(input_shape), int(num_classes), **kwargs)
+    return _BUILDERS[name]
+
+
+def build(name: str, input_shape, num_classes: int, **kwargs):
+    """Build the registered model ``name`` for ``input_shape`` (no batch axis) and ``num_classes``."""
+    return builder(name)(tuple(input_shape), int(num_classes), **kwargs)

@@ -37,9 +37,10 @@ def validate_components(recipe) -> None:
     """Check the open sections (model and dataset options) against their components' signatures."""
     from tfasc import models
 
-    if recipe.model.name not in models.available():
-        raise RecipeError(f"model.name: unknown model {recipe.model.name!r}; available: {', '.join(models.available())}")
-    builder = models.registry._BUILDERS[recipe.model.name]
+    try:
+        builder = models.builder(recipe.model.name)
+    except ValueError as error:
+        raise RecipeError(f"model.name: {error}") from error
     check_options("model", recipe.model.options, builder, also_valid=("name",))
     if recipe.data.dataset not in datasets.available():
         raise RecipeError(
