@@ -107,17 +107,26 @@ def mixup_map(batch, freq, time, alpha: float, seed) -> tuple[tf.Tensor, tf.Tens
     return rows, tf.ones(tf.stack([batch, time]), tf.float32)
 
 
-def mixup(x, y, alpha: float, seed, *, partner=None) -> tuple[tf.Tensor, tf.Tensor]:
-    """mixup: ``x = lam * x + (1 - lam) * x[perm]``, same for ``y``; ``lam ~ Beta(alpha, alpha)`` per example.
+def _mix_by_map(x, y, alpha: float, seed, partner, partner_map) -> tuple[tf.Tensor, tf.Tensor]:
+    """Blend every example with its partner by the rank-one weight map ``partner_map`` draws.
 
-    ``partner`` (optional ``[batch]`` int indices) overrides the random permutation.
+    ``partner_map(batch, freq, time, alpha, seed) -> (rows [batch, freq], cols [batch, time])``
+    gives the partner's share of each cell as ``rows ⊗ cols``; labels follow the mean share.
     """
     x, y = _prepare(x, y)
     map_seed, perm_seed = tf.unstack(split_seed(seed, 2))
     x_partner, y_partner = _partners(x, y, partner, perm_seed)
     shape = tf.shape(x)
-    rows, cols = mixup_map(shape[0], shape[1], shape[2], alpha, map_seed)
+    rows, cols = partner_map(shape[0], shape[1], shape[2], alpha, map_seed)
     return blend_rank_one(x, y, x_partner, y_partner, rows, cols)
+
+
+def mixup(x, y, alpha: float, seed, *, partner=None) -> tuple[tf.Tensor, tf.Tensor]:
+    """mixup: ``x = lam * x + (1 - lam) * x[perm]``, same for ``y``; ``lam ~ Beta(alpha, alpha)`` per example.
+
+    ``partner`` (optional ``[batch]`` int indices) overrides the random permutation.
+    """
+    return _mix_by_map(x, y, alpha, seed, partner, mixup_map)
 
 
 def freqmix_band(batch, freq, alpha: float, seed) -> tuple[tf.Tensor, tf.Tensor]:
@@ -152,12 +161,7 @@ def freqmix(x, y, alpha: float, seed, *, partner=None) -> tuple[tf.Tensor, tf.Te
     that hits the edge gives the partner less weight than ``lam``. With the paper's ``alpha = 1``
     (``lam`` uniform) this matches Eq. (1) up to that clipping.
     """
-    x, y = _prepare(x, y)
-    map_seed, perm_seed = tf.unstack(split_seed(seed, 2))
-    x_partner, y_partner = _partners(x, y, partner, perm_seed)
-    shape = tf.shape(x)
-    rows, cols = freqmix_map(shape[0], shape[1], shape[2], alpha, map_seed)
-    return blend_rank_one(x, y, x_partner, y_partner, rows, cols)
+    return _mix_by_map(x, y, alpha, seed, partner, freqmix_map)
 
 
 def cutmix_box(batch, freq, time, alpha: float, seed) -> tuple[tf.Tensor, ...]:
@@ -196,12 +200,7 @@ def cutmix(x, y, alpha: float, seed, *, partner=None) -> tuple[tf.Tensor, tf.Ten
     Box from :func:`cutmix_box`; labels ``(1 - f) * y + f * y_partner`` with ``f`` the box area after
     clipping divided by ``F * T``.
     """
-    x, y = _prepare(x, y)
-    map_seed, perm_seed = tf.unstack(split_seed(seed, 2))
-    x_partner, y_partner = _partners(x, y, partner, perm_seed)
-    shape = tf.shape(x)
-    rows, cols = cutmix_map(shape[0], shape[1], shape[2], alpha, map_seed)
-    return blend_rank_one(x, y, x_partner, y_partner, rows, cols)
+    return _mix_by_map(x, y, alpha, seed, partner, cutmix_map)
 
 
 # --------------------------------------------------------------------------------------------
