@@ -291,7 +291,9 @@ Output: int8 logits, one per class in `kClassNames`.
 
 alignas(16) static uint8_t tensor_arena[kTensorArenaSize];
 
-int Classify(const float* features /* freq * time * channels values */) {{
+// features: log-mel values laid out [freq][time][channels], computed with the kFeature* parameters
+// of model_config.h and standardized like in training (see kFeatureStandardizeMean / Std if present).
+int Classify(const float* features) {{
   const tflite::Model* model = tflite::GetModel(g_model_data);
   static TfascOpResolver resolver;
   if (TfascRegisterOps(resolver) != kTfLiteOk) return -1;
