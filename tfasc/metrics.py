@@ -15,6 +15,12 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def probabilities_from_logits(logits: np.ndarray, *, multi_label: bool) -> np.ndarray:
+    """Class probabilities: softmax over classes, or an independent sigmoid per class (multi-label)."""
+    logits = np.asarray(logits, np.float64)
+    return 1.0 / (1.0 + np.exp(-logits)) if multi_label else softmax(logits)
+
+
 def confusion_matrix(true: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
     """``[true class, predicted class]`` counts."""
     matrix = np.zeros((num_classes, num_classes), dtype=np.int64)

@@ -40,7 +40,8 @@ def test_linear_and_exponential_decay():
 
 
 def test_one_cycle_matches_pytorch_formula():
-    peak, total, pct, div, final_div = 1e-2, 100, 0.3, 25.0, 1e4
+    peak, pct, div, final_div = 1e-2, 0.3, 25.0, 1e4
+    # 10 epochs x 10 steps = 100 steps: 30 rising, 70 falling.
     schedule = build_schedule(ScheduleConfig(name="one_cycle", warmup_fraction=pct), learning_rate=peak, epochs=10, steps_per_epoch=10)
     initial, final = peak / div, peak / div / final_div
 

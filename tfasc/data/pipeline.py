@@ -192,6 +192,11 @@ def standardization(features: np.ndarray, *, chunk: int = 256) -> tuple[float, f
     return float(mean), float(np.sqrt(max(total_sq / count - mean * mean, 1e-12)))
 
 
+def standardize(features: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """``(features - mean) / std`` as float32: the model's input."""
+    return (np.asarray(features, np.float32) - np.float32(mean)) * np.float32(1.0 / std)
+
+
 def make_dataset(
     features: np.ndarray,
     targets: np.ndarray,
@@ -218,14 +223,12 @@ def make_dataset(
     if len(features) == 0:
         raise ValueError("cannot make a dataset from zero examples")
     feature_shape_ = tuple(features.shape[1:])
-    scale = np.float32(1.0 / std)
-    offset = np.float32(mean)
 
     def gather(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         order = np.argsort(indices)  # sorted reads are kind to a memory-mapped file
         rows = np.empty((len(indices), *feature_shape_), np.float32)
         rows[order] = features[indices[order]]
-        return (rows - offset) * scale, targets[indices]
+        return standardize(rows, mean, std), targets[indices]
 
     dataset = tf.data.Dataset.range(len(features))
     if shuffle:

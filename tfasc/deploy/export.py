@@ -29,12 +29,6 @@ def write_bytes_atomic(path: Path, data: bytes) -> Path:
     return path
 
 
-def _scores(outputs: np.ndarray, multi_label: bool) -> np.ndarray:
-    if multi_label:
-        return 1.0 / (1.0 + np.exp(-outputs))
-    return metric_fns.softmax(outputs)
-
-
 def kernel_sharing(model, tflite_int8: bytes) -> dict[str, Any]:
     """Whether the int8 flatbuffer stores each distinct kernel of ``model`` once, in numbers and words.
 
@@ -100,11 +94,11 @@ def export_model(
 
     # The whole evaluation split through the int8 model (optimized kernels: the bit-exact check
     # above already ties them to the reference kernels TFLite Micro matches).
-    int8_scores = _scores(convert.run_tflite(int8, eval_inputs, reference_kernels=False), multi_label)
-    float_scores = _scores(float_model.predict(eval_inputs, verbose=0, batch_size=64), multi_label)
+    int8_scores = metric_fns.probabilities_from_logits(convert.run_tflite(int8, eval_inputs, reference_kernels=False), multi_label=multi_label)
+    float_scores = metric_fns.probabilities_from_logits(float_model.predict(eval_inputs, verbose=0, batch_size=64), multi_label=multi_label)
     source_scores = (
         float_scores if int8_source is float_model
-        else _scores(int8_source.predict(eval_inputs, verbose=0, batch_size=64), multi_label)
+        else metric_fns.probabilities_from_logits(int8_source.predict(eval_inputs, verbose=0, batch_size=64), multi_label=multi_label)
     )
     if multi_label:
         int8_metrics = metric_fns.multilabel_metrics(int8_scores, eval_targets, class_names)

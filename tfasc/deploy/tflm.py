@@ -11,7 +11,6 @@ TFLite Micro matches ``tf.lite.Interpreter`` bit for bit only against TFLite's r
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import subprocess
 import sys

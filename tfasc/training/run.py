@@ -22,7 +22,7 @@ import tf_keras as keras
 from tfasc.config.load import RecipeError, check_options, dump_recipe
 from tfasc.data import datasets
 from tfasc.data.datasets.base import DatasetError, DatasetIndex
-from tfasc.data.pipeline import FeatureSet, extract_features, label_targets, make_dataset, standardization
+from tfasc.data.pipeline import FeatureSet, extract_features, label_targets, standardization, standardize
 from tfasc.report.writer import write_atomic, write_report
 
 RECIPE_FILE = "recipe.yaml"
@@ -215,8 +215,7 @@ def build_model(recipe, input_shape, num_classes: int):
 
 def standardized(features: np.ndarray, data: PreparedData, *, limit: int | None = None) -> np.ndarray:
     """``(features - mean) / std`` as float32, the model's input (first ``limit`` examples)."""
-    rows = np.asarray(features[:limit], np.float32)
-    return (rows - np.float32(data.mean)) * np.float32(1.0 / data.std)
+    return standardize(features[:limit], data.mean, data.std)
 
 
 def run_recipe(recipe, *, out: Path | str | None = None, from_stage: str | None = None) -> Path:

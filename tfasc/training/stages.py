@@ -16,7 +16,6 @@ export        qat, pruned or model   ``deploy/`` bundle, ``model_float{16,32}.tf
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import time
@@ -130,10 +129,11 @@ def score(context: StageContext, model, features, targets: np.ndarray) -> dict:
     dummy = np.zeros((len(features), 1), np.float32)
     inputs = make_dataset(features, dummy, batch_size=context.recipe.evaluate.batch_size, shuffle=False,
                           mean=data.mean, std=data.std).map(lambda x, y: x)
-    logits = model.predict(inputs, verbose=0)
+    probabilities = metric_fns.probabilities_from_logits(model.predict(inputs, verbose=0),
+                                                         multi_label=data.index.multi_label)
     if data.index.multi_label:
-        return metric_fns.multilabel_metrics(1.0 / (1.0 + np.exp(-logits)), targets, data.index.classes)
-    return metric_fns.classification_metrics(metric_fns.softmax(logits), targets.argmax(axis=1), data.index.classes)
+        return metric_fns.multilabel_metrics(probabilities, targets, data.index.classes)
+    return metric_fns.classification_metrics(probabilities, targets.argmax(axis=1), data.index.classes)
 
 
 def evaluate(context: StageContext, model) -> dict:
