@@ -155,3 +155,39 @@ def test_all_stages_then_rerun_from_a_stage_and_export_cli(tmp_path, capsys):
     assert (bundle / "ops.h").is_file()
     assert export_main([str(tmp_path / "nothing")]) == 2
     assert "not a tfasc run directory" in capsys.readouterr().err
+
+
+def test_held_out_group_counts_clips_in_no_split_and_reuses_evaluation_rows(tmp_path):
+    from tfasc.config import load_recipe
+    from tfasc.data.pipeline import extract_features, label_targets, standardize
+    from tfasc.metrics import classification_metrics, softmax
+    from tfasc.training import stages
+    from tfasc.training.run import build_model, ensure_dataset, feature_params, prepare_data
+
+    recipe = load_recipe(write_recipe(tmp_path))
+    root = ensure_dataset(recipe)
+    # Move half of Milan's evaluation clips out of every split, as DCASE's setup files leave some clips out.
+    setup = root / "evaluation_setup" / "fold1_evaluate.csv"
+    header, *rows = setup.read_text().splitlines()
+    milan = [row for row in rows if "-milan-" in row]
+    dropped = milan[: len(milan) // 2]
+    setup.write_text("\n".join([header, *[r for r in rows if r not in dropped]]) + "\n")
+
+    data = prepare_data(recipe)
+    part = data.held_out["milan"]
+    assert len(part.eval_rows) == len(milan) - len(dropped) and len(part.extra.examples) == len(dropped)
+    assert part.examples == len(milan)
+
+    model = build_model(recipe, data.input_shape, len(data.index.classes))
+    context = stages.StageContext(recipe=recipe, run_dir=tmp_path, data=data)
+    got = stages.evaluate(context, model)["held_out"]["milan"]
+
+    # Independent path: every Milan clip decoded afresh, predicted and scored.
+    examples = [e for e in data.index.examples if e.group == "milan"]
+    fresh = extract_features(examples, sample_rate=8000, duration_s=1.0, channels=2, feature_params=feature_params(recipe))
+    logits = model.predict(standardize(fresh.features, data.mean, data.std), verbose=0)
+    truth = label_targets(fresh.examples, data.index.classes).argmax(axis=1)
+    expected = classification_metrics(softmax(logits), truth, data.index.classes)
+    assert got["examples"] == expected["examples"] == len(milan)
+    assert got["confusion_matrix"] == expected["confusion_matrix"]
+    assert got["log_loss"] == pytest.approx(expected["log_loss"], rel=1e-4)

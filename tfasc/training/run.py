@@ -87,14 +87,33 @@ def resolve_run_dir(recipe, *, out: Path | str | None = None, rerun: bool = Fals
 
 
 @dataclass(frozen=True)
+class HeldOutGroup:
+    """One held-out group's clips: rows of the evaluation split, plus clips in no split.
+
+    Clips already in the evaluation split reuse its features (and predictions) instead of being
+    decoded and scored a second time.
+    """
+
+    eval_rows: np.ndarray
+    """Indices into the evaluation split's features of this group's clips."""
+    extra: FeatureSet | None
+    """Features of this group's clips outside both splits (None when there are none)."""
+    extra_targets: np.ndarray | None
+
+    @property
+    def examples(self) -> int:
+        return len(self.eval_rows) + (len(self.extra.examples) if self.extra is not None else 0)
+
+
+@dataclass(frozen=True)
 class PreparedData:
     """Features and targets of both splits, ready for ``make_dataset``."""
 
     index: DatasetIndex
     train: FeatureSet
     eval: FeatureSet
-    held_out: dict
-    """Group name → features of that group's clips outside the training split."""
+    held_out: dict[str, HeldOutGroup]
+    """Group name → that group's clips outside the training split."""
     train_targets: np.ndarray
     eval_targets: np.ndarray
     mean: float
@@ -188,12 +207,19 @@ def prepare_data(recipe) -> PreparedData:
             )
         splits[name] = _features(recipe, examples, f"features ({name})")
     train, evaluation = splits[data.train_split], splits[data.eval_split]
-    held_out = {
-        group: _features(recipe, examples, f"features ({group})")
-        for group, examples in held_out_examples(recipe, index).items()
-    }
-    mean, std = standardization(train.features) if recipe.features.standardize else (0.0, 1.0)
     targets = lambda feature_set: label_targets(feature_set.examples, index.classes, multi_label=index.multi_label)
+    eval_groups = np.array([e.group for e in evaluation.examples], dtype=object)
+    eval_paths = {str(e.path) for e in evaluation.examples}
+    held_out = {}
+    for group, examples in held_out_examples(recipe, index).items():
+        outside = [e for e in examples if str(e.path) not in eval_paths]
+        extra = _features(recipe, outside, f"features ({group})") if outside else None
+        held_out[group] = HeldOutGroup(
+            eval_rows=np.flatnonzero(eval_groups == group),
+            extra=extra,
+            extra_targets=targets(extra) if extra is not None else None,
+        )
+    mean, std = standardization(train.features) if recipe.features.standardize else (0.0, 1.0)
     return PreparedData(
         index=index,
         train=train,

@@ -30,7 +30,7 @@ import tf_keras as keras
 
 from tfasc import metrics as metric_fns
 from tfasc.augment.mixing import make_batch_augmenter
-from tfasc.data.pipeline import label_targets, make_dataset
+from tfasc.data.pipeline import make_dataset
 from tfasc.report import plots
 from tfasc.report.writer import write_atomic
 from tfasc.training import loop
@@ -123,28 +123,39 @@ def steps_per_epoch(context: StageContext) -> int:
     )
 
 
-def score(context: StageContext, model, features, targets: np.ndarray) -> dict:
-    """Metrics of ``model`` on one feature set (softmax, or sigmoid for multi-label)."""
+def predict_probabilities(context: StageContext, model, features) -> np.ndarray:
+    """Class probabilities of ``model`` on ``features`` (softmax, or sigmoid for multi-label)."""
     data = context.data
     dummy = np.zeros((len(features), 1), np.float32)
     inputs = make_dataset(features, dummy, batch_size=context.recipe.evaluate.batch_size, shuffle=False,
                           mean=data.mean, std=data.std).map(lambda x, y: x)
-    probabilities = metric_fns.probabilities_from_logits(model.predict(inputs, verbose=0),
-                                                         multi_label=data.index.multi_label)
-    if data.index.multi_label:
-        return metric_fns.multilabel_metrics(probabilities, targets, data.index.classes)
-    return metric_fns.classification_metrics(probabilities, targets.argmax(axis=1), data.index.classes)
+    return metric_fns.probabilities_from_logits(model.predict(inputs, verbose=0), multi_label=data.index.multi_label)
+
+
+def metrics_of(context: StageContext, probabilities: np.ndarray, targets: np.ndarray) -> dict:
+    index = context.data.index
+    if index.multi_label:
+        return metric_fns.multilabel_metrics(probabilities, targets, index.classes)
+    return metric_fns.classification_metrics(probabilities, targets.argmax(axis=1), index.classes)
 
 
 def evaluate(context: StageContext, model) -> dict:
-    """``metrics`` on the evaluation split and ``held_out`` metrics per held-out group."""
+    """``metrics`` on the evaluation split and ``held_out`` metrics per held-out group.
+
+    The evaluation split is predicted once; a held-out group reuses its rows of those predictions
+    and predicts only its clips that are in no split.
+    """
     data = context.data
-    held_out = {
-        group: score(context, model, feature_set.features,
-                     label_targets(feature_set.examples, data.index.classes, multi_label=data.index.multi_label))
-        for group, feature_set in data.held_out.items()
-    }
-    return {"metrics": score(context, model, data.eval.features, data.eval_targets), "held_out": held_out}
+    eval_probabilities = predict_probabilities(context, model, data.eval.features)
+    held_out = {}
+    for group, part in data.held_out.items():
+        probabilities = eval_probabilities[part.eval_rows]
+        targets = data.eval_targets[part.eval_rows]
+        if part.extra is not None:
+            probabilities = np.concatenate([probabilities, predict_probabilities(context, model, part.extra.features)])
+            targets = np.concatenate([targets, part.extra_targets])
+        held_out[group] = metrics_of(context, probabilities, targets)
+    return {"metrics": metrics_of(context, eval_probabilities, data.eval_targets), "held_out": held_out}
 
 
 def fine_tune(context: StageContext, model, *, name: str, epochs: int, learning_rate: float,
@@ -338,7 +349,7 @@ def assemble_report(context: StageContext, *, elapsed_s: float) -> dict:
             "eval_split": recipe.data.eval_split,
             "train_examples": len(data.train.examples),
             "eval_examples": len(data.eval.examples),
-            "held_out_examples": {group: len(f.examples) for group, f in data.held_out.items()},
+            "held_out_examples": {group: part.examples for group, part in data.held_out.items()},
             "classes": list(data.index.classes),
             "skipped_files": len(data.train.skipped) + len(data.eval.skipped),
             "standardization": {"mean": data.mean, "std": data.std},
