@@ -1,7 +1,7 @@
 """Log-mel speed: tfasc (tf.signal, graph mode) against librosa on one 10 s stereo 48 kHz clip.
 
 Run: ``python benchmarks/bench_features.py [--repeats-tfasc 20] [--repeats-librosa 5]``.
-Settings are those of the DCASE stereo systems (Kim et al., SSN/FreqMix, Sec. 6.1): n_fft 2048,
+Settings are those of the DCASE stereo systems (DCASE 2020 1B report, entry Chang_QTI_task1b, Sec. 6.1): n_fft 2048,
 hop 512, 256 Slaney mel bands, power 2, dB with top_db 80. Both sides compute the same numbers;
 the script checks that too (largest deviation in dB above max - 80 dB). Prints the median wall time
 of each, the speed ratio and the real-time factor (seconds of audio per second of compute).

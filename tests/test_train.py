@@ -161,8 +161,9 @@ def test_held_out_group_counts_clips_in_no_split_and_reuses_evaluation_rows(tmp_
     from tfasc.config import load_recipe
     from tfasc.data.pipeline import extract_features, label_targets, standardize
     from tfasc.metrics import classification_metrics, softmax
-    from tfasc.training import stages
-    from tfasc.training.run import build_model, ensure_dataset, feature_params, prepare_data
+    from tfasc.data.prepare import ensure_dataset, frontend_of, prepare_data
+    from tfasc.training.context import StageContext
+    from tfasc.training.stages.train import build_model
 
     recipe = load_recipe(write_recipe(tmp_path))
     root = ensure_dataset(recipe)
@@ -179,12 +180,11 @@ def test_held_out_group_counts_clips_in_no_split_and_reuses_evaluation_rows(tmp_
     assert part.examples == len(milan)
 
     model = build_model(recipe, data.input_shape, len(data.index.classes))
-    context = stages.StageContext(recipe=recipe, run_dir=tmp_path, data=data)
-    got = stages.evaluate(context, model)["held_out"]["milan"]
+    got = StageContext(recipe=recipe, run_dir=tmp_path, data=data).evaluate(model)["held_out"]["milan"]
 
     # Independent path: every Milan clip decoded afresh, predicted and scored.
     examples = [e for e in data.index.examples if e.group == "milan"]
-    fresh = extract_features(examples, sample_rate=8000, duration_s=1.0, channels=2, feature_params=feature_params(recipe))
+    fresh = extract_features(examples, sample_rate=8000, duration_s=1.0, channels=2, frontend=frontend_of(recipe))
     logits = model.predict(standardize(fresh.features, data.mean, data.std), verbose=0)
     truth = label_targets(fresh.examples, data.index.classes).argmax(axis=1)
     expected = classification_metrics(softmax(logits), truth, data.index.classes)

@@ -13,7 +13,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tfasc.export", description=__doc__)
     parser.add_argument("run_dir", help="a run directory written by python -m tfasc.train")
     args = parser.parse_args(argv)
-    from tfasc.cli import run_command
+    from tfasc.cli import quiet_tensorflow, run_command
+
+    quiet_tensorflow()  # before TensorFlow loads
     from tfasc.training.run import export_run
 
     return run_command(lambda: f"done: {export_run(args.run_dir) / 'deploy'}")

@@ -1,6 +1,6 @@
 """Training losses.
 
-:class:`ClassBalancedFocalLoss`: Eq. (2) of Suh et al. (DCASE 2020 Task 1B report, Sec. 4), the
+:class:`ClassBalancedFocalLoss`: Eq. (2) of the DCASE 2020 Task 1B report of entry Chang_QTI_task1b (Sec. 4), the
 class-balanced focal loss of Cui et al. (CVPR 2019) in its sigmoid form. Labels ``[batch, classes]``
 (one-hot or soft), predictions ``[batch, classes]`` logits (or sigmoid probabilities).
 """

@@ -6,9 +6,13 @@ import argparse
 import sys
 
 import tfasc  # noqa: F401  (environment for TensorFlow before it loads)
+from tfasc.cli import quiet_tensorflow
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    quiet_tensorflow()  # before the stage table below loads TensorFlow
+    from tfasc.training import stages
+
     parser = argparse.ArgumentParser(
         prog="python -m tfasc.train",
         description="Train, evaluate and report one tfasc recipe. Started again with the same command, "
@@ -21,7 +25,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--out", default=None, help="run directory (default: <output.dir>/<recipe>-<timestamp>)")
     parser.add_argument(
-        "--from", dest="from_stage", default=None, choices=("train", "prune", "qat", "export"),
+        "--from", dest="from_stage", default=None, choices=stages.names(),
         help="re-run this stage and the later ones of an existing run (the newest of this recipe, or --out)",
     )
     return parser.parse_args(argv)

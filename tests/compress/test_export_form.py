@@ -1,8 +1,8 @@
 """Tests for tfasc.compress.export_form: SSN and un-foldable BNs rebuilt as frozen 1x1 depthwise convs.
 
-Model: a small Table 1 shared_resnet (Suh et al., DCASE 2020 Task 1B), ``[batch, freq, time, channels]``
+Model: a small Table 1 shared_resnet (DCASE 2020 1B report), ``[batch, freq, time, channels]``
 features ``(32, 24, 2)``, c = 4, N = 2 repeats, 3 classes. References: the original Keras model's
-inference outputs, TF-MOT's folding rule (``qat.batchnorm_is_folded_by_tfmot`` on the fresh result),
+inference outputs, TF-MOT's folding rule (``graph.batchnorm_is_folded_by_tfmot`` on the fresh result),
 kernel counts by hand, and the flatbuffer parsed with TensorFlow's schema module.
 """
 
@@ -16,7 +16,7 @@ import tensorflow as tf
 import tf_keras as keras
 from tensorflow.lite.python import schema_py_generated as tflite_schema
 
-from tfasc.compress import prune, qat
+from tfasc.compress import graph, prune, qat
 from tfasc.compress.export_form import to_export_form
 from tfasc.deploy import convert, profile, tflm
 from tfasc.layers.normalization import SubSpectralNormalization
@@ -36,7 +36,7 @@ def small_shared_resnet(normalization: str = "ssn", shared: bool = True) -> kera
     keras.utils.set_random_seed(0)
     return build_shared_resnet(
         INPUT_SHAPE, CLASSES, channels=CHANNELS, repeats=REPEATS, shared=shared,
-        normalization=normalization, block_impl="functional",
+        normalization=normalization,
     )
 
 
@@ -88,10 +88,10 @@ def calibrate_normalizations(model: keras.Model, x: np.ndarray, rng: np.random.G
 
 
 def unfoldable_batchnorms(model: keras.Model) -> list[str]:
-    """Names of BNs TF-MOT would not fold (the rule of ``tfasc.compress.qat``)."""
+    """Names of BNs TF-MOT would not fold (the rule of ``tfasc.compress.graph``)."""
     return [
         l.name for l in model.layers
-        if isinstance(l, keras.layers.BatchNormalization) and not qat.batchnorm_is_folded_by_tfmot(l, model)
+        if isinstance(l, keras.layers.BatchNormalization) and not graph.batchnorm_is_folded_by_tfmot(l, model)
     ]
 
 
@@ -295,6 +295,7 @@ def deployed():
     }
 
 
+@pytest.mark.slow  # the deployed fixture converts three int8 models (minutes on 2 cores)
 def test_int8_is_full_integer_builtins_bit_exact_in_tflm_and_tracks_keras(deployed):
     x = deployed["x"]
     for kind in ("int8", "ptq_int8"):
@@ -320,6 +321,7 @@ def test_int8_is_full_integer_builtins_bit_exact_in_tflm_and_tracks_keras(deploy
     assert np.sqrt(np.mean((logits - expected) ** 2)) <= 0.5 * expected.std()
 
 
+@pytest.mark.slow  # the deployed fixture converts three int8 models (minutes on 2 cores)
 def test_shared_kernels_stored_once_in_int8(deployed):
     model = deployed["model"]
     unique_convs = len(conv_kernels(model))
@@ -350,16 +352,19 @@ def test_shared_kernels_stored_once_in_int8(deployed):
     assert stored < profile.flatbuffer_storage(deployed["naive_int8"]).stored_bytes
 
 
+@pytest.mark.slow  # the deployed fixture converts three int8 models (minutes on 2 cores)
 def test_stripped_model_layers_carrying_other_models_nodes_are_judged_on_this_model(deployed):
     model, exported = deployed["model"], deployed["exported"]
-    # strip_pruning reuses layer objects, so counting _inbound_nodes sees 3 models: the stem BN looks un-foldable.
+    # strip_pruning reuses layer objects, so counting _inbound_nodes would see 3 models and call the
+    # stem conv shared; the rule reads this model's nodes only, where the stem BN folds.
     assert len(model.get_layer("stem_conv")._inbound_nodes) > 1
-    assert not qat.batchnorm_is_folded_by_tfmot(model.get_layer("stem_bn"), model)
+    assert graph.batchnorm_is_folded_by_tfmot(model.get_layer("stem_bn"), model)
     replaced = {l.name for l in exported.layers if l.name.endswith("_affine") and "_band" not in l.name}
     assert replaced == {f"{name}_affine" for name in srb_batchnorm_names()}
     assert unfoldable_batchnorms(exported) == []
 
 
+@pytest.mark.slow  # the deployed fixture converts three int8 models (minutes on 2 cores)
 def test_pruning_zeros_survive_rewrite_qat_and_int8(deployed):
     model, exported, quantized = deployed["model"], deployed["exported"], deployed["quantized"]
     zeros = {n: e["zeros"] for n, e in prune.sparsity_report(model)["layers"].items()}

@@ -11,8 +11,10 @@ import tensorflow_model_optimization as tfmot
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 
 from tfasc.compress import prune
+from tfasc.compress.kernels import UndeclaredLayerError
+from tfasc.layers.contract import LayerContract
 
-from support.keras_models import INPUT_SHAPE, tiny_model
+from support.keras_models import INPUT_SHAPE, UndeclaredKernel, tiny_model
 
 
 def shared_conv_model(repeats: int = 3) -> keras.Model:
@@ -122,8 +124,10 @@ def test_shared_layer_has_one_mask_and_reaches_target():
     assert report["layers"]["shared"]["params"] == 3 * 3 * 8 * 8  # counted once, not 3 times
 
 
-class _ScaledConv(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
-    """Custom layer owning a kernel, prunable through get_prunable_weights."""
+class _ScaledConv(LayerContract, keras.layers.Layer):
+    """Custom layer owning a kernel, prunable through its contract."""
+
+    kernel_attributes = ("kernel",)
 
     def build(self, input_shape):
         self.kernel = self.add_weight(name="kernel", shape=(3, 3, int(input_shape[-1]), 4))
@@ -131,18 +135,8 @@ class _ScaledConv(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
     def call(self, inputs):
         return tf.nn.conv2d(inputs, self.kernel, strides=1, padding="SAME")
 
-    def get_prunable_weights(self):
-        return [self.kernel]
-
-
-class _OpaqueConv(keras.layers.Layer):
-    """A plain custom layer with a kernel and no pruning API."""
-
-    def build(self, input_shape):
-        self.kernel = self.add_weight(name="kernel", shape=(3, 3, int(input_shape[-1]), 4))
-
-    def call(self, inputs):
-        return tf.nn.conv2d(inputs, self.kernel, strides=1, padding="SAME")
+    def count_macs(self, input_shape, output_shape):
+        return int(np.prod(output_shape[1:])) * 3 * 3 * int(input_shape[-1])
 
 
 class _Doubler(keras.layers.Layer):
@@ -162,8 +156,8 @@ def test_custom_layers_prunable_unwrapped_or_rejected():
     fit_steps(pruned, steps=4)
     assert kernel_sparsity(pruned.get_layer("prune_low_magnitude_custom_conv").layer.kernel.numpy()) == pytest.approx(0.5, abs=0.03)
 
-    opaque = keras.Model(inputs, _OpaqueConv(name="opaque")(inputs))
-    with pytest.raises(ValueError, match="opaque"):
+    opaque = keras.Model(inputs, UndeclaredKernel(name="opaque")(inputs))
+    with pytest.raises(UndeclaredLayerError, match="opaque"):
         prune.apply_pruning(opaque, target_sparsity=0.5, begin_step=0, end_step=2, frequency=1)
 
 

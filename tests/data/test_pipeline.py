@@ -1,5 +1,6 @@
 """Feature extraction, cache and tf.data pipeline on real WAV files written by the test."""
 
+import dataclasses
 import os
 
 import librosa
@@ -8,10 +9,12 @@ import pytest
 import soundfile as sf
 
 from tfasc.data.datasets.base import DatasetError, Example
+from tfasc.data.features import LogMelParams
+from tfasc.data.frontends.log_mel import LogMelFrontEnd
 from tfasc.data.pipeline import BadAudioError, extract_features, label_targets, make_dataset, standardization
 
 RATE = 8000
-PARAMS = {"n_fft": 256, "hop_length": 128, "n_mels": 16, "top_db": 80.0}
+PARAMS = LogMelParams(n_fft=256, hop_length=128, n_mels=16, top_db=80.0)
 
 
 def write_clips(folder, count, seconds=0.5, channels=2):
@@ -26,7 +29,7 @@ def write_clips(folder, count, seconds=0.5, channels=2):
 
 def extract(examples, **kwargs):
     kwargs.setdefault("cache_dir", None)
-    return extract_features(examples, sample_rate=RATE, duration_s=0.5, channels=2, feature_params=PARAMS, **kwargs)
+    return extract_features(examples, sample_rate=RATE, duration_s=0.5, channels=2, frontend=LogMelFrontEnd(PARAMS), **kwargs)
 
 
 def test_features_match_librosa_on_files(tmp_path):
@@ -50,7 +53,7 @@ def test_cache_is_reused_and_invalidated(tmp_path):
     # Cached float16 values stay within 0.05 dB of the float32 computation.
     assert np.abs(np.asarray(first.features, np.float32) - extract(examples).features).max() < 0.05
     # Different feature parameters → a different entry.
-    other = extract_features(examples, sample_rate=RATE, duration_s=0.5, channels=2, feature_params={**PARAMS, "n_mels": 8}, cache_dir=cache)
+    other = extract_features(examples, sample_rate=RATE, duration_s=0.5, channels=2, frontend=LogMelFrontEnd(dataclasses.replace(PARAMS, n_mels=8)), cache_dir=cache)
     assert other.cache_entry != first.cache_entry and other.features.shape[1] == 8
     # A file rewritten on disk → a different entry whose features follow the new audio.
     sf.write(examples[0].path, np.zeros((RATE // 2, 2), np.float32), RATE, subtype="PCM_16")

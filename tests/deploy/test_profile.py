@@ -6,7 +6,9 @@ import pytest
 import tfasc  # noqa: F401
 import tf_keras as keras
 
+from tfasc.compress.kernels import UndeclaredLayerError
 from tfasc.deploy import convert, profile
+from support.keras_models import UndeclaredKernel
 
 INPUT_SHAPE = (16, 20, 1)  # [freq, time, channels]
 
@@ -56,7 +58,6 @@ def test_macs_per_call_by_hand():
     ]
     assert list(macs.per_call) == expected
     assert macs.macs == sum(m for _, m in expected) == 437200
-    assert macs.uncounted_layers == ()
 
 
 def test_profile_report_and_flatbuffer_storage():
@@ -74,17 +75,11 @@ def test_profile_report_and_flatbuffer_storage():
     assert storage["referenced_bytes"] >= storage["stored_bytes"]
 
 
-def test_custom_layer_with_kernels_is_reported_uncounted():
-    class Opaque(keras.layers.Layer):
-        def build(self, input_shape):
-            self.kernel = self.add_weight(name="kernel", shape=(int(input_shape[-1]), 2))
-
-        def call(self, inputs):
-            return inputs @ self.kernel
-
+def test_custom_layer_owning_weights_without_a_contract_is_an_error():
     inputs = keras.Input((4,))
-    model = keras.Model(inputs, Opaque(name="opaque")(inputs))
-    assert profile.count_macs(model).uncounted_layers == ("opaque",)
+    model = keras.Model(inputs, UndeclaredKernel(name="opaque")(inputs))
+    with pytest.raises(UndeclaredLayerError, match="opaque"):
+        profile.count_macs(model)
     with pytest.raises(ValueError, match="clip_seconds"):
         profile.profile_model(model, clip_seconds=0)
 

@@ -3,7 +3,6 @@ shapes, config and ``.keras`` round trips."""
 
 from __future__ import annotations
 
-import inspect
 
 import librosa
 import numpy as np
@@ -15,6 +14,7 @@ import tf_keras as keras
 
 from tfasc.data import features
 from tfasc.layers.frontend import LogMelSpectrogram
+from support.layer_test import run_layer_test
 
 SAMPLE_RATE = 16000
 SAMPLES = 8000
@@ -104,8 +104,8 @@ def test_get_config_returns_every_argument_and_round_trips():
     )
     layer = LogMelSpectrogram(name="frontend", **arguments)
     config = layer.get_config()
-    signature = set(inspect.signature(LogMelSpectrogram.__init__).parameters) - {"self", "kwargs"}
-    assert signature == set(arguments)
+    # Every log-mel parameter (features.LogMelParams, the one place of their defaults) is an argument.
+    assert {"sample_rate", *features.LogMelParams.names()} == set(arguments)
     assert {key: config[key] for key in arguments} == arguments
 
     clone = LogMelSpectrogram.from_config(config)
@@ -145,4 +145,29 @@ def test_keras_save_and_load_round_trip(tmp_path):
     )
     tf.debugging.assert_equal(
         restored.get_layer("log_mel")(batch), model.get_layer("log_mel")(batch)
+    )
+
+
+def test_layer_contract_end_to_end():
+    # The float front-end: float checks, QAT refuses it by name, float TFLite matches (see the helper).
+    def librosa_reference(waveforms, layer):
+        spectra = [
+            librosa.power_to_db(
+                librosa.feature.melspectrogram(y=clip[:, 0], sr=SAMPLE_RATE, n_fft=512, hop_length=160, n_mels=48, fmin=20.0),
+                ref=1.0, amin=1e-10, top_db=80.0,
+            )
+            for clip in waveforms
+        ]
+        return np.stack(spectra)[..., np.newaxis]  # [batch, n_mels, frames, 1]
+
+    run_layer_test(
+        cls=LogMelSpectrogram,
+        init_kwargs=dict(name="log_mel", **ARGUMENTS),
+        input_data=_stereo_batch()[:, :, :1],  # [batch, samples, 1]
+        expected_output_shape=(2, 48, FRAMES, 1),
+        expected_num_trainable_weights=0,
+        expected_num_non_trainable_weights=0,
+        reference=librosa_reference,
+        reference_atol=0.1,  # dB; float32 STFT vs librosa's float64 (see the librosa test above)
+        reference_rtol=0.0,
     )

@@ -1,4 +1,4 @@
-"""SubSpectralNormalization against a numpy reference (paper Sec. 2.2), layout [batch, freq, time, channels]."""
+"""SubSpectralNormalization against a numpy reference (DCASE 2020 1B report, Sec. 2.2), layout [batch, freq, time, channels]."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfasc.layers.normalization import SubSpectralNormalization
+from support.layer_test import run_layer_test
 
 
 def numpy_band_stats(x: np.ndarray, sub_bands: int) -> tuple[np.ndarray, np.ndarray]:
@@ -165,11 +166,19 @@ def test_unknown_time_axis_in_training():
     np.testing.assert_allclose(model(x, training=True).numpy(), expected, rtol=1e-4, atol=1e-4)
 
 
-def test_serialization_round_trip(run_layer_test):
+def test_layer_contract_end_to_end():
+    def reference(x, layer):
+        mean, variance, gamma, beta = (w.numpy() for w in (layer.moving_mean, layer.moving_variance, layer.gamma, layer.beta))
+        return numpy_ssn(x, 2, mean, variance, gamma, beta, 1e-4)
+
     run_layer_test(
-        lambda: SubSpectralNormalization(sub_bands=2, momentum=0.9, epsilon=1e-4, affine="per_band", name="ssn"),
-        (2, 8, 5, 3),
-        (2, 8, 5, 3),
+        cls=SubSpectralNormalization,
+        init_kwargs=dict(sub_bands=2, momentum=0.9, epsilon=1e-4, affine="per_band", name="ssn"),
+        input_data=make_input(shape=(4, 8, 5, 3)),
+        expected_output_shape=(4, 8, 5, 3),
+        expected_num_trainable_weights=2,  # gamma, beta
+        expected_num_non_trainable_weights=2,  # moving mean, moving variance
+        reference=reference,
     )
 
 

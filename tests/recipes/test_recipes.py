@@ -1,15 +1,26 @@
 """The shipped recipes: they validate, carry the papers' settings, and run end to end on tiny data."""
 
 import json
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tfasc.config import load_recipe
+from tfasc.deploy.convert import io_quantization
 from tfasc.train import main
 from tfasc.training.run import validate_components
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+
+
+def run_shipped_recipe(name: str, out: Path, overrides: dict) -> int:
+    """``python -m tfasc.train recipes/NAME --out OUT --set KEY=VALUE ...``; returns the exit status."""
+    argv = [str(RECIPES / name), "--out", str(out)]
+    for key, value in overrides.items():
+        argv += ["--set", f"{key}={value}"]
+    return main(argv)
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in RECIPES.glob("*.yaml")))
@@ -55,10 +66,7 @@ def test_dcase2020_1b_recipe_runs_end_to_end_on_synthesized_data(tmp_path):
         "export.representative_examples": 8, "export.verify_examples": 3, "export.smallest_arena": False,
         "output.tensorboard": False,
     }
-    argv = [str(RECIPES / "dcase2020_1b.yaml"), "--out", str(out)]
-    for key, value in overrides.items():
-        argv += ["--set", f"{key}={value}"]
-    assert main(argv) == 0
+    assert run_shipped_recipe("dcase2020_1b.yaml", out, overrides) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["model"]["name"] == "shared_resnet"
     assert set(report["metrics"]["per_class_accuracy"]) == {"indoor", "outdoor", "transportation"}
@@ -70,3 +78,35 @@ def test_dcase2020_1b_recipe_runs_end_to_end_on_synthesized_data(tmp_path):
     assert deploy["sharing"]["stored_once"]
     assert "DEQUANTIZE" not in deploy["ops"] and "MUL" not in deploy["ops"]
     assert (out / "plots" / "confusion_matrix.png").is_file()
+
+
+@pytest.mark.slow
+def test_waveform_recipe_runs_end_to_end_bit_exact_from_pcm(tmp_path):
+    """features.kind: waveform: PCM samples in, train → prune → QAT → int8, bit-exact in TFLite Micro."""
+    out = tmp_path / "run"
+    overrides = {
+        "data.root": str(tmp_path / "data"), "data.cache_dir": str(tmp_path / "cache"),
+        "data.synthesize": "{clips: 36, seed: 2, sample_rate: 8000, duration_s: 1.0, channels: 2}",
+        "data.sample_rate": 8000, "data.duration_s": 1.0, "data.channels": 1, "data.batch_size": 8,
+        "model.sample_rate": 8000, "model.stem_filters": 8, "model.width": 4, "model.blocks": 2,
+        "training.epochs": 2, "compress.prune.epochs": 1, "compress.qat.epochs": 1,
+        "export.representative_examples": 8, "export.verify_examples": 4, "export.smallest_arena": False,
+        "output.tensorboard": False, "augment.mixup_prob": 0.5,
+    }
+    assert run_shipped_recipe("quickstart_waveform.yaml", out, overrides) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["model"]["input_shape"] == [8000, 1] and report["data"]["features"] == "waveform"
+    assert report["prune"]["sparsity"]["sparsity"] == pytest.approx(0.6, abs=0.01)
+    assert report["deploy"]["tflm"]["bit_exact"] and report["deploy"]["tflm"]["examples"] == 4
+    config = (out / "deploy" / "model_config.h").read_text()
+    assert "kFeatureNMels" not in config and "constexpr int kFeatureClipSamples = 8000;" in config
+
+    # The header's one multiply-add from int16 PCM to the int8 input, against the arithmetic done here
+    # from the run's standardization and the flatbuffer's own input quantization.
+    constants = dict(re.findall(r"constexpr float (kPcmToInput\w+) = ([-0-9.e+]+)f;", config))
+    mean, std = (json.loads((out / "normalization.json").read_text())[key] for key in ("mean", "std"))
+    input_q, _ = io_quantization((out / "deploy" / "model_int8.tflite").read_bytes())
+    pcm = np.array([-32768, -1000, 0, 1000, 32767], np.float64)
+    expected = np.clip(np.round((pcm / 32768 - mean) / std / input_q.scale) + input_q.zero_point, -128, 127)
+    header = np.clip(np.round(pcm * float(constants["kPcmToInputScale"]) + float(constants["kPcmToInputOffset"])), -128, 127)
+    assert np.abs(header - expected).max() <= 1

@@ -16,3 +16,13 @@ def tiny_model(seed: int = 0, name: str | None = None) -> keras.Model:
     x = keras.layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     return keras.Model(inputs, keras.layers.Dense(3, name="logits")(x), name=name)
+
+
+class UndeclaredKernel(keras.layers.Layer):
+    """A custom layer owning a kernel ``[channels, 3]`` that declares no ``LayerContract``: ``x @ kernel``."""
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(name="kernel", shape=(int(input_shape[-1]), 3))
+
+    def call(self, inputs):
+        return inputs @ self.kernel

@@ -1,6 +1,6 @@
 """Batch mixing augmentations: mixup, FreqMix, CutMix, and the policy that combines them.
 
-FreqMix is Sec. 3.1 of Suh et al. (DCASE 2020 Task 1B report); mixup is Zhang et al. (2018); CutMix is
+FreqMix is Sec. 3.1 of 'QTI Submission to DCASE 2020: Model Efficient Acoustic Scene Classification' (DCASE 2020 Task 1B technical report, entry Chang_QTI_task1b); mixup is Zhang et al. (2018); CutMix is
 Yun et al. (2019).
 
 Layout: ``x`` is ``[batch, freq, time, channels]``, ``y`` one-hot or soft ``[batch, classes]``.
@@ -335,6 +335,13 @@ def apply_policy(
     return x, y
 
 
+def waveform_compatible(policy: AugmentPolicy) -> list[str]:
+    """The settings of ``policy`` that need a frequency axis (empty when it suits waveforms)."""
+    needs_frequency = {"freqmix_prob": policy.freqmix_prob, "cutmix_prob": policy.cutmix_prob,
+                       "freq_masks": policy.freq_masks}
+    return [key for key, value in needs_frequency.items() if value]
+
+
 def make_batch_augmenter(
     policy: AugmentPolicy, base_seed: int
 ) -> Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
@@ -348,6 +355,11 @@ def make_batch_augmenter(
 
     or ``epoch * steps_per_epoch + step``. Same ``base_seed`` and index: the same batch out.
     A policy that changes nothing returns the inputs untouched (no ops added).
+
+    Waveform batches ``[batch, samples, channels]`` are augmented as features with one frequency
+    bin ``[batch, 1, samples, channels]``: mixup and time masks (width in samples) mean what they
+    say there; FreqMix, CutMix and frequency masks need a frequency axis (see
+    :func:`waveform_compatible`).
     """
     base = int(base_seed)
 
@@ -355,6 +367,9 @@ def make_batch_augmenter(
         if not policy.enabled:
             return x, y
         seed = tf.stack([tf.constant(base, tf.int64), tf.cast(batch_index, tf.int64)])
+        if x.shape.rank == 3:  # [batch, samples, channels]: one frequency bin
+            x, y = apply_policy(x[:, tf.newaxis], y, seed=seed, policy=policy)
+            return x[:, 0], y
         return apply_policy(x, y, seed=seed, policy=policy)
 
     return augment

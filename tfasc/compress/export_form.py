@@ -1,21 +1,23 @@
-"""Export form of a trained model: normalizations that would stay float rebuilt from stock layers.
+"""Export form of a trained model: layers that would stay float rebuilt from stock layers.
 
 Models: ``[batch, freq, time, channels]`` float features -> logits. ``to_export_form`` returns a
 model with the same inference outputs in which
 
-- every :class:`~tfasc.layers.normalization.SubSpectralNormalization` (SSN; Chang et al., SSN,
-  section 3; Suh et al., DCASE 2020 Task 1B, section 2.2) becomes its stock-layer form
-  (:func:`~tfasc.layers.normalization.sub_spectral_as_depthwise`: per sub-band ``Cropping2D`` ->
+- every tfasc layer whose contract has an export form (``tfasc.layers.contract``) is replaced by
+  it, e.g. :class:`~tfasc.layers.normalization.SubSpectralNormalization` (SSN, as used in
+  'QTI Submission to DCASE 2020: Model Efficient Acoustic Scene Classification' (DCASE 2020 Task 1B
+technical report, entry Chang_QTI_task1b), section 2.2) by
+  :func:`~tfasc.layers.normalization.sub_spectral_as_depthwise` (per sub-band ``Cropping2D`` ->
   frozen 1x1 ``DepthwiseConv2D(use_bias=True)`` -> ``Concatenate`` along frequency);
 - every 4-D ``BatchNormalization`` that TF-MOT does *not* fold into the preceding conv becomes a
   frozen 1x1 ``DepthwiseConv2D(use_bias=True)`` holding the folded inference affine transform,
   per channel ``scale = gamma / sqrt(moving_variance + epsilon)`` and
-  ``bias = beta - moving_mean * scale``. TF-MOT folds a BN only when it is called once, right after
-  a linear Conv2D/DepthwiseConv2D/Dense that is called once and feeds nothing else; the BNs of the
-  shared residual blocks (Kim et al., section 3; one conv object called N times, a BN of its own
-  per repeat) are the case that matters.
+  ``bias = beta - moving_mean * scale``. TF-MOT's folding rule is
+  ``tfasc.compress.graph.batchnorm_is_folded_by_tfmot``; the BNs of the shared residual blocks
+  (same report, section 2.1; one conv object called N times, a BN of its own per repeat) are the
+  case that matters.
 
-Why (measured, ``/work/shared/notes/tfmot-tflm-findings.md``):
+Why (measured on this stack):
 
 - Full-integer ops: an un-folded normalization (SSN with an output-only QuantizeConfig, BN after a
   shared conv) becomes a float MUL/ADD between DEQUANTIZE/QUANTIZE in the int8 model unless
@@ -39,9 +41,9 @@ but the file is 62 KB larger (per-channel scales and zero points of the extra de
 
 QAT of the result needs no annotation: ``Cropping2D`` gets no quantizer, ``Concatenate`` quantizes
 its output (each band's depthwise keeps its activation quantizer too; the int8 CONCATENATION runs
-bit-exactly in TFLite Micro) and ``DepthwiseConv2D`` gets TF-MOT's per-channel conv config; one followed by a ReLU gets
-``NoOpQuantizeConfig`` (TF-MOT's ``LayerReLUQuantize``), harmless here because a 1x1 depthwise
-kernel quantized per channel is exact. TF-MOT's ``QuantizeWrapper`` lists every quantized weight as
+bit-exactly in TFLite Micro) and ``DepthwiseConv2D`` gets TF-MOT's per-channel conv config (one
+followed by a ReLU too: ``tfasc.compress.qat`` keeps the weight quantizer TF-MOT's
+``LayerReLUQuantize`` would drop). TF-MOT's ``QuantizeWrapper`` lists every quantized weight as
 trainable, so inside a QAT model the frozen depthwise kernels (not their biases) train again.
 
 Every other layer is cloned (``from_config`` + exact weight copy, so pruning zeros survive); a layer
@@ -66,58 +68,10 @@ import tf_keras as keras
 from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer, quantize_wrapper
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 
-from tfasc.layers.normalization import SubSpectralNormalization, sub_spectral_as_depthwise
+from tfasc.compress.graph import ModelGraph, batchnorm_is_folded_by_tfmot
+from tfasc.layers.contract import LayerContract
 
-#: Layers TF-MOT's Conv/Dense + BatchNorm patterns fold a following BN into.
-_FOLDING_PRODUCERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
 _WRAPPERS = (pruning_wrapper.PruneLowMagnitude, quantize_wrapper.QuantizeWrapper, quantize_layer.QuantizeLayer)
-
-
-class _ModelGraph:
-    """The nodes of one functional model only (a layer may also hold nodes of other models)."""
-
-    def __init__(self, model: keras.Model) -> None:
-        by_depth = getattr(model, "_nodes_by_depth", None)  # no public graph API in tf_keras
-        if not by_depth:
-            raise ValueError(
-                f"to_export_form: model {model.name!r} ({type(model).__name__}) has no layer graph; "
-                "expected a functional or sequential model built on an Input"
-            )
-        # Larger depth = closer to the inputs, so this is a valid evaluation order.
-        self.nodes = [node for depth in sorted(by_depth, reverse=True) for node in by_depth[depth]]
-        self.calls: dict[int, int] = {}
-        self.consumers: dict[int, list[Any]] = {}
-        producer_of: dict[int, keras.layers.Layer] = {}
-        for node in self.nodes:
-            self.calls[id(node.layer)] = self.calls.get(id(node.layer), 0) + 1
-            for tensor in tf.nest.flatten(node.outputs):
-                producer_of[id(tensor)] = node.layer
-        self.producers: dict[int, list[keras.layers.Layer]] = {}
-        for node in self.nodes:
-            for tensor in node.keras_inputs:
-                producer = producer_of.get(id(tensor))
-                if producer is None:
-                    continue
-                self.consumers.setdefault(id(producer), []).append(node.layer)
-                self.producers.setdefault(id(node.layer), []).append(producer)
-        self.output_layers = {id(t._keras_history.layer) for t in tf.nest.flatten(model.outputs)}
-
-
-def _folded_by_tfmot(bn: keras.layers.Layer, graph: _ModelGraph) -> bool:
-    """TF-MOT's Conv/Dense + BN pattern condition, on this model's nodes only.
-
-    Same rule as ``tfasc.compress.qat.batchnorm_is_folded_by_tfmot``, which counts a layer's
-    ``_inbound_nodes`` and so also sees nodes of other models the layer object was used in.
-    """
-    producers = graph.producers.get(id(bn), [])
-    if graph.calls[id(bn)] != 1 or len(producers) != 1:
-        return False
-    producer = producers[0]
-    if type(producer) not in _FOLDING_PRODUCERS or producer.get_config().get("activation") != "linear":
-        return False
-    if graph.calls[id(producer)] != 1 or len(graph.consumers.get(id(producer), [])) != 1:
-        return False
-    return id(producer) not in graph.output_layers
 
 
 def _normalizes_channels_of_4d(bn: keras.layers.BatchNormalization, x: Any) -> bool:
@@ -145,7 +99,7 @@ def batchnorm_as_depthwise_weights(bn: keras.layers.BatchNormalization) -> tuple
     return scale.reshape(1, 1, -1, 1), bias
 
 
-def _check_layers(model: keras.Model, graph: _ModelGraph) -> None:
+def _check_layers(model: keras.Model, graph: ModelGraph) -> None:
     for node in graph.nodes:
         layer = node.layer
         if isinstance(layer, _WRAPPERS):
@@ -161,7 +115,7 @@ def _check_layers(model: keras.Model, graph: _ModelGraph) -> None:
 
 
 def _first_input(args: Any, kwargs: dict[str, Any]) -> Any:
-    """The tensor a single-input layer (BN, SSN) was called on."""
+    """The tensor a single-input layer (BN, a tfasc layer with an export form) was called on."""
     return args[0] if args else kwargs["inputs"]
 
 
@@ -169,8 +123,12 @@ def _clone_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
     return type(layer).from_config(layer.get_config())
 
 
+def _has_export_form(layer: keras.layers.Layer) -> bool:
+    return isinstance(layer, LayerContract) and layer.export_form is not None
+
+
 def to_export_form(model: keras.Model, *, trainable: bool = False) -> keras.Model:
-    """A copy of ``model`` with equal inference outputs whose normalizations all quantize to int8.
+    """A copy of ``model`` with equal inference outputs whose layers all quantize to int8.
 
     Args:
         model: trained float functional/sequential model (pruning wrappers stripped),
@@ -178,9 +136,9 @@ def to_export_form(model: keras.Model, *, trainable: bool = False) -> keras.Mode
 
     Returns:
         A new functional model (same name, same inputs and outputs, inference behaviour only for
-        the rewritten normalizations): each SubSpectralNormalization replaced by
-        ``sub_spectral_as_depthwise`` (layers ``{ssn}_band{s}_crop`` / ``_affine`` / ``{ssn}_concat``),
-        each 4-D channels-last BatchNormalization that TF-MOT would not fold by a frozen 1x1
+        the rewritten layers): each tfasc layer with an export form replaced by it, built with
+        ``name`` = the layer's name (``{name}_call{i}`` for its later calls; SSN's layers are
+        ``{ssn}_band{s}_crop`` / ``_affine`` / ``{ssn}_concat``), each 4-D channels-last BatchNormalization that TF-MOT would not fold by a frozen 1x1
         ``DepthwiseConv2D(use_bias=True)`` named ``{bn}_affine``, every other layer a fresh clone
         with its weights copied exactly (shared layers stay one object called N times). A model
         with nothing to rewrite comes back as an equivalent clone. See the module docstring for
@@ -189,7 +147,7 @@ def to_export_form(model: keras.Model, *, trainable: bool = False) -> keras.Mode
     Raises:
         ValueError: a subclassed model (no layer graph), a nested model, or TF-MOT wrappers.
     """
-    graph = _ModelGraph(model)
+    graph = ModelGraph(model)
     _check_layers(model, graph)
 
     tensors: dict[int, Any] = {}  # id(original KerasTensor) -> new tensor
@@ -202,7 +160,7 @@ def to_export_form(model: keras.Model, *, trainable: bool = False) -> keras.Mode
 
     replacements: dict[int, keras.layers.Layer] = {}  # id(original layer) -> new layer object
     weight_sources: list[tuple[keras.layers.Layer, keras.layers.Layer]] = []
-    ssn_calls: dict[int, int] = {}
+    export_calls: dict[int, int] = {}
 
     def new_tensor(value: Any) -> Any:
         return tensors[id(value)] if keras.backend.is_keras_tensor(value) else value
@@ -212,15 +170,15 @@ def to_export_form(model: keras.Model, *, trainable: bool = False) -> keras.Mode
         if node.is_input or isinstance(layer, keras.layers.InputLayer):
             continue
         args, kwargs = tf.nest.map_structure(new_tensor, (node.call_args, node.call_kwargs))
-        if isinstance(layer, SubSpectralNormalization):
-            count = ssn_calls.get(id(layer), 0)
-            ssn_calls[id(layer)] = count + 1
+        if _has_export_form(layer):
+            count = export_calls.get(id(layer), 0)
+            export_calls[id(layer)] = count + 1
             name = layer.name if count == 0 else f"{layer.name}_call{count}"
-            outputs = sub_spectral_as_depthwise(_first_input(args, kwargs), layer, name=name, trainable=trainable)
+            outputs = layer.export_form(_first_input(args, kwargs), name=name, trainable=trainable)
         elif (
             isinstance(layer, keras.layers.BatchNormalization)
             and _normalizes_channels_of_4d(layer, _first_input(args, kwargs))
-            and not _folded_by_tfmot(layer, graph)
+            and not batchnorm_is_folded_by_tfmot(layer, graph)
         ):
             affine = replacements.get(id(layer))
             if affine is None:

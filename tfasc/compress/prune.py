@@ -1,7 +1,8 @@
 """Magnitude pruning of convolution and dense kernels with TF-MOT.
 
-The paper (Kim et al., "Shared residual + FreqMix", section 5.1) prunes *globally*: one L1
-magnitude threshold over all convolution weights, so layers with many small weights lose more.
+'QTI Submission to DCASE 2020: Model Efficient Acoustic Scene Classification' (DCASE 2020 Task 1B
+technical report, entry Chang_QTI_task1b), section 5.1, prunes *globally*: one L1 magnitude
+threshold over all convolution weights, so layers with many small weights lose more.
 TF-MOT's ``prune_low_magnitude`` prunes each layer to its own sparsity. This module reproduces the
 global allocation with TF-MOT's machinery:
 
@@ -13,16 +14,18 @@ global allocation with TF-MOT's machinery:
 
 ``mode="per_layer"`` gives every layer the same ``target_sparsity`` (TF-MOT's usual behaviour).
 
-Prunable weights: ``Conv2D.kernel``, ``DepthwiseConv2D.depthwise_kernel`` (TF-MOT's registry knows
-the layer but prunes nothing in it; we add the kernel), ``Dense.kernel``, and whatever a custom
-layer returns from ``get_prunable_weights`` (``tfmot.sparsity.keras.PrunableLayer``). Biases,
-BatchNorm and every weight-free layer are left unwrapped. A custom layer that owns a kernel but
-does not say which weights to prune is an error, so nothing is silently left dense.
+Prunable weights: the kernels of ``tfasc.compress.kernels`` (Conv1D, Conv2D, DepthwiseConv1D/2D,
+both kernels of SeparableConv1D/2D, Conv2DTranspose, Dense; TF-MOT's own registry prunes nothing
+in the depthwise layers and only the pointwise kernel of the separable ones) and the kernels a
+tfasc layer declares in its ``LayerContract``. Biases, BatchNorm and every weight-free layer are
+left unwrapped. A layer that owns weights and is neither in the table nor declares a contract is
+an error naming it, so nothing is silently left dense.
 
 A layer used N times (shared weights, functional reuse of one object) is wrapped once: one mask,
 the sparsity lives in the one shared kernel, and it is counted once in the plan and the report.
 
-Tensor layout of the models: ``[batch, freq, time, channels]`` float features in, logits out.
+Tensor layout of the models: ``[batch, freq, time, channels]`` float features (or
+``[batch, samples, channels]`` waveforms) in, logits out.
 Training a wrapped model needs the callbacks from ``pruning_callbacks()`` (``UpdatePruningStep``).
 """
 
@@ -37,7 +40,9 @@ import tfasc  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is impor
 import tensorflow as tf
 import tf_keras as keras
 import tensorflow_model_optimization as tfmot
-from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
+from tensorflow_model_optimization.python.core.sparsity.keras import pruning_impl, pruning_wrapper
+
+from tfasc.compress.kernels import inner_layer, prunable_kernels
 
 PruningMode = Literal["global", "per_layer"]
 _MODES = ("global", "per_layer")
@@ -45,17 +50,64 @@ _MODES = ("global", "per_layer")
 
 @keras.saving.register_keras_serializable(package="tfasc")
 class PruneLowMagnitude(pruning_wrapper.PruneLowMagnitude):
-    """TF-MOT's pruning wrapper that also prunes ``DepthwiseConv2D.depthwise_kernel``.
+    """TF-MOT's pruning wrapper, pruning the kernels ``tfasc.compress.kernels`` lists.
 
-    TF-MOT's registry lists ``DepthwiseConv2D`` with no prunable weights. The kernel is attached
-    here as ``get_prunable_weights`` on the instance, also when a saved model is loaded again,
-    which is why this is a registered subclass rather than a one-off patch in ``apply_pruning``.
+    TF-MOT's registry prunes nothing in ``DepthwiseConv2D``, only the pointwise kernel of the
+    separable convolutions and does not know ``DepthwiseConv1D``. The table's kernels are attached
+    here as ``get_prunable_weights`` on the stock layer instance, also when a saved model is loaded
+    again, which is why this is a registered subclass rather than a one-off patch in
+    ``apply_pruning``. tfasc layers bring their own ``get_prunable_weights`` (``LayerContract``).
+
+    ``kernel_sparsities`` (one per prunable weight, optional) gives every kernel its own final
+    sparsity on the ``PolynomialDecay`` ramp of ``pruning_schedule``: TF-MOT prunes all weights of
+    a layer to one sparsity, but a global threshold (a separable conv's depthwise and pointwise
+    kernels) gives each kernel its own.
     """
 
-    def __init__(self, layer: keras.layers.Layer, **kwargs: Any) -> None:
-        if type(layer) is keras.layers.DepthwiseConv2D and not hasattr(layer, "get_prunable_weights"):
-            layer.get_prunable_weights = lambda: [layer.depthwise_kernel]
+    def __init__(
+        self, layer: keras.layers.Layer, kernel_sparsities: list[float] | None = None, **kwargs: Any
+    ) -> None:
+        if not hasattr(layer, "get_prunable_weights"):
+            layer.get_prunable_weights = lambda: prunable_kernels(layer)
+        self.kernel_sparsities = None if kernel_sparsities is None else [float(s) for s in kernel_sparsities]
         super().__init__(layer, **kwargs)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        if self.kernel_sparsities is None:
+            return
+        if len(self.kernel_sparsities) != len(self.pruning_vars):
+            raise ValueError(
+                f"{self.name}: {len(self.kernel_sparsities)} kernel sparsities for "
+                f"{len(self.pruning_vars)} prunable weights"
+            )
+        ramp = self.pruning_schedule.get_config()["config"]
+        self.pruning_obj = _KernelwisePruning([
+            pruning_impl.Pruning(
+                training_step_fn=lambda: self.pruning_step,
+                pruning_vars=[variables],
+                pruning_schedule=tfmot.sparsity.keras.PolynomialDecay(**{**ramp, "final_sparsity": sparsity}),
+                block_size=self.block_size,
+                block_pooling_type=self.block_pooling_type,
+            )
+            for variables, sparsity in zip(self.pruning_vars, self.kernel_sparsities)
+        ])
+
+    def get_config(self):
+        return {**super().get_config(), "kernel_sparsities": self.kernel_sparsities}
+
+
+class _KernelwisePruning:
+    """TF-MOT's ``Pruning`` interface over one ``Pruning`` (one schedule) per kernel."""
+
+    def __init__(self, prunings: list[pruning_impl.Pruning]) -> None:
+        self._prunings = prunings
+
+    def conditional_mask_update(self):
+        return tf.group([p.conditional_mask_update() for p in self._prunings])
+
+    def weight_mask_op(self):
+        return tf.group([p.weight_mask_op() for p in self._prunings])
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -66,11 +118,13 @@ class LayerPruningTarget:
         layer: layer name in the float model.
         params: number of prunable weights (kernel elements) the layer owns, counted once.
         sparsity: fraction of those weights to zero at the end of the schedule.
+        kernel_sparsities: the same per prunable kernel, in ``get_prunable_weights`` order.
     """
 
     layer: str
     params: int
     sparsity: float
+    kernel_sparsities: tuple[float, ...]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -78,7 +132,7 @@ class PruningPlan:
     """How the sparsity is spread over the layers.
 
     Attributes:
-        mode: ``"global"`` (one magnitude threshold over all prunable weights, paper section 5.1)
+        mode: ``"global"`` (one magnitude threshold over all prunable weights, report section 5.1)
             or ``"per_layer"`` (every layer pruned to ``target_sparsity``).
         target_sparsity: requested fraction of zeros over all prunable weights together.
         threshold: the global magnitude threshold (``None`` in per-layer mode).
@@ -107,50 +161,25 @@ class PruningPlan:
         }
 
 
-def _inner_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
-    """The layer inside TF-MOT wrappers (pruning, QAT), or the layer itself."""
-    while isinstance(layer, keras.layers.Wrapper):
-        layer = layer.layer
-    return layer
-
-
 def prunable_weights(layer: keras.layers.Layer) -> list[tf.Variable]:
     """The kernels of ``layer`` that pruning zeroes; ``[]`` for layers pruning leaves alone.
 
     Raises:
-        ValueError: a custom layer owns a kernel (a weight of rank >= 2) but does not implement
-            ``get_prunable_weights``.
+        ValueError: ``layer`` is a nested model.
+        tfasc.compress.kernels.UndeclaredLayerError: the layer owns weights but is neither in the
+            kernel table nor declares a ``LayerContract``.
     """
     if hasattr(layer, "_weight_vars") and isinstance(layer, keras.layers.Wrapper):
         # A QAT wrapper: the layer's kernel attribute now holds the fake-quantized tensor; the
         # variables are kept as (variable, quantizer, quantizer variables).
         return [variable for variable, _, _ in layer._weight_vars]
-    layer = _inner_layer(layer)
-    kind = type(layer)
-    if kind in (keras.layers.Conv2D, keras.layers.Dense):
-        return [layer.kernel]
-    if kind is keras.layers.DepthwiseConv2D:
-        return [layer.depthwise_kernel]
-    if isinstance(layer, tfmot.sparsity.keras.PrunableLayer) or hasattr(layer, "get_prunable_weights"):
-        return list(layer.get_prunable_weights())
+    layer = inner_layer(layer)
     if isinstance(layer, keras.Model):
         raise ValueError(
             f"layer {layer.name!r} is a nested model; flatten it before pruning (expected a "
             "functional or sequential model whose layers are not models)"
         )
-    owned_kernels = [w.name for w in layer.weights if len(w.shape) >= 2]
-    if owned_kernels and not _is_known_unprunable(layer):
-        raise ValueError(
-            f"layer {layer.name!r} ({kind.__name__}) owns kernels {owned_kernels} but pruning does "
-            "not know which to prune: implement tfmot.sparsity.keras.PrunableLayer."
-            "get_prunable_weights on the layer class"
-        )
-    return []
-
-
-def _is_known_unprunable(layer: keras.layers.Layer) -> bool:
-    """Built-in layers with rank>=2 weights that are deliberately not pruned (e.g. Embedding)."""
-    return type(layer).__module__.startswith("tf_keras.")
+    return prunable_kernels(layer)
 
 
 def _unique_prunable_layers(model: keras.Model) -> list[tuple[keras.layers.Layer, list[tf.Variable]]]:
@@ -191,10 +220,10 @@ def plan_pruning(
 ) -> PruningPlan:
     """Per-layer sparsity targets for ``model``'s current (trained) weights.
 
-    In global mode a layer's target is the fraction of its weights whose magnitude is at or
-    below the one global threshold; the targets' weighted mean is ``target_sparsity`` (to within
-    ties). TF-MOT schedules need sparsities below 1, so a layer entirely below the threshold is
-    capped at 0.999 (reported as such).
+    In global mode each kernel's target is the fraction of its weights whose magnitude is at or
+    below the one global threshold (a layer's target is its kernels' weighted mean); the targets'
+    weighted mean is ``target_sparsity`` (to within ties). TF-MOT schedules need sparsities below
+    1, so a kernel entirely below the threshold is capped at 0.999 (reported as such).
     """
     _check_sparsity(target_sparsity)
     if mode not in _MODES:
@@ -202,22 +231,24 @@ def plan_pruning(
     layers = _unique_prunable_layers(model)
     if not layers:
         raise ValueError(
-            f"model {model.name!r} has no prunable layer (Conv2D, DepthwiseConv2D, Dense or a "
-            "PrunableLayer)"
+            f"model {model.name!r} has no prunable layer (a kernel layer of tfasc.compress.kernels "
+            "or a tfasc layer declaring prunable kernels)"
         )
-    per_layer_values = [
-        np.concatenate([np.abs(w.numpy()).ravel() for w in weights]) for _, weights in layers
-    ]
+    magnitudes = [[np.abs(w.numpy()).ravel() for w in weights] for _, weights in layers]
     threshold = None
     if mode == "global":
-        threshold = global_threshold(np.concatenate(per_layer_values), target_sparsity)
+        threshold = global_threshold(np.concatenate([m for kernels in magnitudes for m in kernels]), target_sparsity)
     targets = []
-    for (layer, _), values in zip(layers, per_layer_values):
+    for (layer, _), kernels in zip(layers, magnitudes):
         if mode == "global":
-            sparsity = min(float(np.mean(values <= threshold)), 0.999)
+            sparsities = tuple(min(float(np.mean(values <= threshold)), 0.999) for values in kernels)
         else:
-            sparsity = float(target_sparsity)
-        targets.append(LayerPruningTarget(layer=layer.name, params=int(values.size), sparsity=sparsity))
+            sparsities = (float(target_sparsity),) * len(kernels)
+        params = sum(values.size for values in kernels)
+        overall = sum(s * values.size for s, values in zip(sparsities, kernels)) / params
+        targets.append(
+            LayerPruningTarget(layer=layer.name, params=int(params), sparsity=overall, kernel_sparsities=sparsities)
+        )
     return PruningPlan(mode=mode, target_sparsity=float(target_sparsity), threshold=threshold, layers=tuple(targets))
 
 
@@ -239,7 +270,7 @@ def apply_pruning(
         begin_step, end_step: optimizer steps where the PolynomialDecay ramp (0 -> target,
             cubic) starts and ends.
         frequency: steps between mask updates.
-        mode: ``"global"`` (paper 5.1) or ``"per_layer"``; see the module docstring.
+        mode: ``"global"`` (report section 5.1) or ``"per_layer"``; see the module docstring.
         plan: a plan from ``plan_pruning`` to use instead of computing one (its mode wins).
 
     The plan actually used is ``plan_pruning(model, target_sparsity=..., mode=...)``; call that
@@ -251,7 +282,7 @@ def apply_pruning(
         raise ValueError(f"frequency={frequency}: expected a positive number of steps")
     if plan is None:
         plan = plan_pruning(model, target_sparsity=target_sparsity, mode=mode)
-    targets = {t.layer: t.sparsity for t in plan.layers}
+    targets = {t.layer: t for t in plan.layers}
 
     def wrap(layer: keras.layers.Layer) -> keras.layers.Layer:
         if layer.name not in targets:
@@ -260,12 +291,14 @@ def apply_pruning(
             return layer
         schedule = tfmot.sparsity.keras.PolynomialDecay(
             initial_sparsity=0.0,
-            final_sparsity=targets[layer.name],
+            final_sparsity=targets[layer.name].sparsity,
             begin_step=begin_step,
             end_step=end_step,
             frequency=frequency,
         )
-        return PruneLowMagnitude(layer, pruning_schedule=schedule)
+        return PruneLowMagnitude(
+            layer, pruning_schedule=schedule, kernel_sparsities=list(targets[layer.name].kernel_sparsities)
+        )
 
     # clone_model calls wrap() once per layer object, so a shared layer gets one wrapper (one mask)
     # that every call site reuses. Wrapping the original layer keeps its trained weights.
@@ -308,7 +341,7 @@ def sparsity_report(model: keras.Model, *, plan: PruningPlan | None = None) -> d
             params += values.size
             zeros += int(np.count_nonzero(values == 0))
         if params:
-            report_layers[_inner_layer(layer).name] = {
+            report_layers[inner_layer(layer).name] = {
                 "params": params, "zeros": zeros, "sparsity": zeros / params,
             }
             total_params += params

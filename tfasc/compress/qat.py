@@ -2,189 +2,176 @@
 
 ``quantize_model`` annotates every layer, then calls ``quantize_apply`` inside ``quantize_scope``:
 
-- layers TF-MOT's default 8-bit registry knows (Conv2D, DepthwiseConv2D, Dense, ReLU, Add,
-  pooling, Reshape, ``Activation`` incl. swish, ...) get TF-MOT's own config;
-- custom layers get the ``QuantizeConfig`` found in the config registry (``tfasc_quantize_configs``
-  plus the ``extra_configs`` argument), e.g. ``OutputOnlyQuantizeConfig`` for weight-free layers
-  such as sub-spectral normalization (Chang et al., SSN, section 3) or swish;
-- ``BatchNormalization`` that TF-MOT folds into the preceding Conv2D/DepthwiseConv2D/Dense is left
-  to TF-MOT. TF-MOT does not fold a BN whose conv is shared (called more than once, the shared
-  residual blocks of Kim et al. section 3) or feeds other layers too; such BNs are annotated here:
-  ``NoOpQuantizeConfig`` when every consumer is a ReLU (the ReLU quantizes its output) and
-  ``Default8BitOutputQuantizeConfig`` otherwise (e.g. feeding a residual add);
+- stock layers that own kernels follow ``tfasc.compress.kernels``: TF-MOT's default 8-bit registry
+  quantizes Conv2D, DepthwiseConv2D, Conv2DTranspose and Dense and splits SeparableConv2D into
+  DepthwiseConv2D + Conv2D; tfasc adds Conv1D with a per-tensor 8-bit kernel (TF-MOT's
+  per-channel quantizer handles rank-2 and rank-4 weights only) and MaxPooling1D without a
+  quantizer, as TF-MOT treats MaxPooling2D (the converter maps it to MAX_POOL_2D). Measured on
+  this stack: a Conv1D stem converts to int8 CONV_2D between RESHAPE/EXPAND_DIMS and runs
+  bit-exactly in TFLite Micro. DepthwiseConv1D and SeparableConv1D have no 8-bit path and are
+  refused by name. A kernel layer right before a ReLU layer keeps its weight quantizer, which
+  TF-MOT's ``LayerReLUQuantize`` transform would drop (``_LayoutTransform``);
+- weight-free stock layers TF-MOT knows (ReLU, Add, pooling, Reshape, ``Activation`` incl.
+  swish, ...) get TF-MOT's own config;
+- tfasc layers get the ``QuantizeConfig`` their contract declares (``tfasc.layers.contract``), e.g.
+  ``OutputOnlyQuantizeConfig`` for sub-spectral normalization; a layer whose contract has no config
+  (its export form replaces it: call ``tfasc.compress.export_form.to_export_form`` first) or that
+  is not part of the int8 graph (the log-mel front-end) is refused by name. ``extra_configs``
+  covers other custom layers;
+- ``BatchNormalization`` that TF-MOT folds into the preceding layer
+  (``tfasc.compress.graph.batchnorm_is_folded_by_tfmot``) is left to TF-MOT. TF-MOT does not fold
+  a BN whose conv is shared (called more than once: the shared residual blocks of 'QTI Submission
+  to DCASE 2020: Model Efficient Acoustic Scene Classification', DCASE 2020 Task 1B technical
+  report, entry Chang_QTI_task1b, section 2.1), feeds other layers too, or follows a Conv1D; such
+  BNs are annotated here: ``NoOpQuantizeConfig`` when every consumer is a ReLU (the ReLU quantizes
+  its output) and ``Default8BitOutputQuantizeConfig`` otherwise (e.g. feeding a residual add);
 - anything else (a custom layer without a config, a ``TFOpLambda`` from ``x * 2`` in functional
   code, a nested model) is an error naming the layers, so no layer is silently left float.
 
-``preserve_sparsity=True`` uses TF-MOT's ``Default8BitPrunePreserveQuantizeScheme`` with one
-extension: TF-MOT disables sparsity preservation for ``DepthwiseConv2D`` (it could not prune it);
-``tfasc.compress.prune`` prunes depthwise kernels, so here they get the same masking quantizer as
-Conv2D. Custom configs with weights do not preserve sparsity (TF-MOT applies the mask only to
-its own configs). Models: ``[batch, freq, time, channels]`` float features -> logits.
+``preserve_sparsity=True`` uses TF-MOT's prune-preserving registry extended to every prunable kernel
+of ``tfasc.compress.kernels`` that quantizes: TF-MOT itself masks only Conv2D and Dense (it disables
+DepthwiseConv2D, which its pruning could not prune). Custom configs with weights do not preserve
+sparsity (TF-MOT applies the mask only to registry configs). Models: ``[batch, freq, time,
+channels]`` float features (or ``[batch, samples, channels]`` waveforms) -> logits.
+
+QAT models save to HDF5 only (``.keras`` fails for TF-MOT's QuantizeLayer); ``load_quantized_model``
+loads them again.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import tfasc  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
-import tensorflow as tf
 import tf_keras as keras
 import tensorflow_model_optimization as tfmot
-from tensorflow_model_optimization.python.core.quantization.keras import quantize_wrapper
+from tensorflow_model_optimization.python.core.quantization.keras import quantize_aware_activation, quantize_wrapper
 from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (
     prune_preserve_quantize_registry as pp_registry,
 )
 from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
     default_8bit_quantize_configs,
+    default_8bit_quantize_layout_transform,
     default_8bit_quantize_registry,
     default_8bit_quantize_scheme,
-    default_8bit_quantizers,
 )
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 
+from tfasc.compress.graph import ModelGraph, batchnorm_is_folded_by_tfmot
+from tfasc.compress.kernels import (
+    KERNEL_TABLE,
+    QAT_BATCHNORM,
+    QAT_CONTRACT,
+    QAT_NONE,
+    QAT_PER_TENSOR,
+    QAT_TFMOT,
+    UndeclaredLayerError,
+    kernel_spec,
+)
+from tfasc.layers.quantize_configs import OutputOnlyQuantizeConfig  # noqa: F401
+
 QuantizeConfig = tfmot.quantization.keras.QuantizeConfig
-#: A registry value: a QuantizeConfig instance, or a function building one for a given layer.
+#: An ``extra_configs`` value: a QuantizeConfig instance, or a function building one for a given layer.
 ConfigSource = QuantizeConfig | Callable[[keras.layers.Layer], QuantizeConfig]
+
+#: Weight-free layers TF-MOT's registry leaves out that quantize as their 2-D counterparts do.
+_NO_QUANTIZE_ADDITIONS = (keras.layers.MaxPooling1D,)
 
 
 class QuantizationCoverageError(ValueError):
-    """Some layers would stay float after QAT: neither TF-MOT nor the config registry covers them."""
+    """Some layers would stay float after QAT: neither TF-MOT nor a declared config covers them."""
 
 
-@keras.saving.register_keras_serializable(package="tfasc")
-class OutputOnlyQuantizeConfig(QuantizeConfig):
-    """Quantize only a weight-free layer's output: 8-bit, per-tensor, asymmetric, moving average.
+class _Registry(default_8bit_quantize_registry.Default8BitQuantizeRegistry):
+    """TF-MOT's default 8-bit registry plus the per-tensor kernel layers of the kernel table."""
 
-    For layers with no weights to quantize whose output is an int8 tensor in the TFLite graph
-    (sub-spectral normalization: reshape + mul/add; swish; a residual add written as a layer).
-    """
-
-    def get_weights_and_quantizers(self, layer):
-        return []
-
-    def get_activations_and_quantizers(self, layer):
-        return []
-
-    def set_quantize_weights(self, layer, quantize_weights):
-        pass
-
-    def set_quantize_activations(self, layer, quantize_activations):
-        pass
-
-    def get_output_quantizers(self, layer):
-        return [
-            tfmot.quantization.keras.quantizers.MovingAverageQuantizer(
-                num_bits=8, per_axis=False, symmetric=False, narrow_range=False
-            )
-        ]
-
-    def get_config(self):
-        return {}
+    def __init__(self) -> None:
+        super().__init__()
+        for spec in KERNEL_TABLE.values():
+            if spec.qat == QAT_PER_TENSOR:
+                self._layer_quantize_map[spec.layer_type] = default_8bit_quantize_registry._QuantizeInfo(
+                    spec.layer_type, list(spec.kernels), ["activation"], False
+                )
+        for layer_type in _NO_QUANTIZE_ADDITIONS:
+            self._layer_quantize_map[layer_type] = default_8bit_quantize_registry._no_quantize(layer_type)
 
 
-@keras.saving.register_keras_serializable(package="tfasc")
-class KernelsAndOutputQuantizeConfig(QuantizeConfig):
-    """Quantize the named kernels of a custom layer (8-bit, per output channel) and its output.
-
-    For custom blocks that own convolutions. ``kernel_attrs`` are attribute paths on the layer,
-    dotted for sublayers (``"conv1.kernel"``); the fake-quantized tensor is assigned back to that
-    attribute, which is what the sublayer's ``call`` reads. TF-MOT does not mask these kernels in
-    prune-preserving QAT, so pruning zeros can fill in again.
-    """
-
-    def __init__(self, kernel_attrs: list[str] | tuple[str, ...]) -> None:
-        self.kernel_attrs = list(kernel_attrs)
-
-    @staticmethod
-    def _owner_and_name(layer, path: str):
-        *owners, name = path.split(".")
-        for owner in owners:
-            layer = getattr(layer, owner)
-        return layer, name
-
-    def get_weights_and_quantizers(self, layer):
-        pairs = []
-        for path in self.kernel_attrs:
-            owner, name = self._owner_and_name(layer, path)
-            pairs.append((getattr(owner, name), default_8bit_quantizers.Default8BitConvWeightsQuantizer()))
-        return pairs
-
-    def get_activations_and_quantizers(self, layer):
-        return []
-
-    def set_quantize_weights(self, layer, quantize_weights):
-        for path, weight in zip(self.kernel_attrs, quantize_weights):
-            owner, name = self._owner_and_name(layer, path)
-            setattr(owner, name, weight)
-
-    def set_quantize_activations(self, layer, quantize_activations):
-        pass
-
-    def get_output_quantizers(self, layer):
-        return OutputOnlyQuantizeConfig().get_output_quantizers(layer)
-
-    def get_config(self):
-        return {"kernel_attrs": self.kernel_attrs}
-
-
-def _residual_block_config(layer: keras.layers.Layer) -> QuantizeConfig:
-    attrs = ["conv1.kernel", "conv2.kernel"]
-    if getattr(layer, "shortcut_conv", None) is not None:
-        attrs.append("shortcut_conv.kernel")
-    return KernelsAndOutputQuantizeConfig(attrs)
-
-
-def tfasc_quantize_configs() -> dict[type, ConfigSource]:
-    """QuantizeConfigs for the custom layers of ``tfasc.layers``.
-
-    Weight-free layers (sub-spectral normalization) quantize their output only. The block layers
-    that own their convs quantize their kernels and output (the functional builders are the
-    QAT-friendly path: their BNs and ReLUs are separate layers TF-MOT quantizes; these need
-    representative data at int8 conversion for the tensors inside the block).
-    """
-    from tfasc.layers.normalization import SubSpectralNormalization
-    from tfasc.layers.residual import ResidualBlock, SharedResidualBlock
-
+def _prune_preserve_infos() -> dict[type, pp_registry._PrunePreserveInfo]:
+    """Prunable kernel types that quantize -> (kernel names, the config class ``_Registry`` gives them)."""
+    registry = _Registry()
     return {
-        SubSpectralNormalization: OutputOnlyQuantizeConfig(),
-        ResidualBlock: _residual_block_config,
-        SharedResidualBlock: lambda layer: KernelsAndOutputQuantizeConfig(["conv_a.kernel", "conv_b.kernel"]),
+        spec.layer_type: pp_registry._PrunePreserveInfo(
+            list(spec.kernels), [type(registry._get_quantize_config(spec.layer_type)).__name__]
+        )
+        for spec in KERNEL_TABLE.values()
+        if spec.prunable and spec.kernels and spec.qat in (QAT_TFMOT, QAT_PER_TENSOR)
     }
 
 
 class _SparsityPreservingRegistry(pp_registry.Default8bitPrunePreserveQuantizeRegistry):
-    """TF-MOT's prune-preserving registry, with sparsity preserved in DepthwiseConv2D too.
+    """TF-MOT's prune-preserving registry, masking every prunable kernel ``_Registry`` quantizes."""
 
-    TF-MOT lists DepthwiseConv2D with a config name its registry never produces and disables it;
-    the depthwise kernel gets ``Default8BitConvQuantizeConfig``, so it takes the Conv2D masking
-    quantizer (same per-axis quantizer as without pruning, times the sparsity mask).
-    """
-
-    _LAYERS_CONFIG_MAP = {
-        **pp_registry.PrunePreserveQuantizeRegistry._LAYERS_CONFIG_MAP,
-        keras.layers.DepthwiseConv2D: pp_registry._PrunePreserveInfo(
-            ["depthwise_kernel"], ["Default8BitConvQuantizeConfig"]
-        ),
-    }
+    _LAYERS_CONFIG_MAP = _prune_preserve_infos()
     _DISABLE_PRUNE_PRESERVE = frozenset()
 
+    def __init__(self) -> None:
+        super().__init__()
+        # Conv2DTranspose's kernel quantizer is per-tensor (it transposes the kernel around the
+        # quantization); per-tensor quantization does not depend on axis order, so the per-tensor
+        # masking quantizer is the same quantization with the mask applied.
+        self._config_quantizer_map["Default8BitConvTransposeQuantizeConfig"] = (
+            pp_registry.PrunePreserveDefault8BitWeightsQuantizer()
+        )
 
-class _SparsityPreservingScheme(default_8bit_quantize_scheme.Default8BitQuantizeScheme):
-    """``Default8BitPrunePreserveQuantizeScheme`` with ``_SparsityPreservingRegistry``."""
+    def get_quantize_config(self, layer):
+        return self.apply_sparsity_preserve_quantize_config(layer, _Registry().get_quantize_config(layer))
+
+
+def _lost_its_weight_quantizer(layer: keras.layers.Layer, config: QuantizeConfig | None) -> bool:
+    """A linear kernel layer TF-MOT's ``LayerReLUQuantize`` gave ``NoOpQuantizeConfig``."""
+    spec = KERNEL_TABLE.get(type(layer))
+    return (
+        isinstance(config, default_8bit_quantize_configs.NoOpQuantizeConfig)
+        and spec is not None
+        and bool(spec.kernels)
+        and keras.activations.serialize(layer.activation) == "linear"
+    )
+
+
+class _LayoutTransform(default_8bit_quantize_layout_transform.Default8BitQuantizeLayoutTransform):
+    """TF-MOT's 8-bit layout transforms, keeping a kernel layer before a ReLU weight-quantized.
+
+    TF-MOT's ``LayerReLUQuantize`` gives the layer before a ReLU ``NoOpQuantizeConfig`` so that no
+    fake-quant sits between them; for a Conv2D, DepthwiseConv2D, Conv2DTranspose or Dense that
+    also drops its weight quantizer (measured on this stack: the kernel trains unquantized and
+    prune-preserving masks do not apply, so pruning zeros fill in). Such a layer gets a
+    ``NoOpActivation`` and its registry config instead, as TF-MOT's own Conv + BN + ReLU transform
+    does.
+    """
+
+    def apply(self, model, layer_quantize_map):
+        model, layer_quantize_map = super().apply(model, layer_quantize_map)
+        for layer in model.layers:
+            entry = layer_quantize_map.get(layer.name, {})
+            if _lost_its_weight_quantizer(layer, entry.get("quantize_config")):
+                layer.activation = quantize_aware_activation.NoOpActivation()
+                entry["quantize_config"] = None
+        return model, layer_quantize_map
+
+
+class _Scheme(default_8bit_quantize_scheme.Default8BitQuantizeScheme):
+    """TF-MOT's 8-bit scheme with ``_LayoutTransform`` and ``_Registry`` (or ``_SparsityPreservingRegistry``)."""
+
+    def __init__(self, *, preserve_sparsity: bool) -> None:
+        super().__init__()
+        self._preserve_sparsity = preserve_sparsity
+
+    def get_layout_transformer(self):
+        return _LayoutTransform()
 
     def get_quantize_registry(self):
-        return _SparsityPreservingRegistry()
-
-
-def _inbound_layers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
-    found = []
-    for node in layer._inbound_nodes:  # Keras exposes no public graph API for this
-        found.extend(tf.nest.flatten(node.inbound_layers))
-    return found
-
-
-def _consumers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
-    return [node.outbound_layer for node in layer._outbound_nodes]
+        return _SparsityPreservingRegistry() if self._preserve_sparsity else _Registry()
 
 
 def _is_relu(layer: keras.layers.Layer) -> bool:
@@ -193,34 +180,64 @@ def _is_relu(layer: keras.layers.Layer) -> bool:
     return type(layer) is keras.layers.Activation and layer.get_config()["activation"] in ("relu", "relu6")
 
 
-def batchnorm_is_folded_by_tfmot(bn: keras.layers.Layer, model: keras.Model) -> bool:
-    """Whether TF-MOT's Conv/Dense+BN patterns will match ``bn`` (it then handles the BN).
-
-    Mirrors TF-MOT's pattern matcher: BN called once, right after a linear-activation Conv2D,
-    DepthwiseConv2D or Dense that is itself called once and whose only consumer is the BN.
-    """
-    if len(bn._inbound_nodes) != 1:
-        return False
-    producers = _inbound_layers(bn)
-    if len(producers) != 1:
-        return False
-    producer = producers[0]
-    if type(producer) not in (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense):
-        return False
-    if producer.get_config().get("activation") != "linear":
-        return False
-    if len(producer._inbound_nodes) != 1 or len(producer._outbound_nodes) != 1:
-        return False
-    output_layers = {t._keras_history.layer.name for t in tf.nest.flatten(model.outputs)}
-    return producer.name not in output_layers
-
-
-def _batchnorm_config(bn: keras.layers.Layer) -> QuantizeConfig:
-    consumers = _consumers(bn)
+def _batchnorm_config(bn: keras.layers.Layer, graph: ModelGraph) -> QuantizeConfig | None:
+    if batchnorm_is_folded_by_tfmot(bn, graph):
+        return None
+    consumers = graph.consumers.get(id(bn), [])
     if consumers and all(_is_relu(c) for c in consumers):
         # The ReLU quantizes its output; the converter fuses BN (mul/add) and ReLU behind it.
         return default_8bit_quantize_configs.NoOpQuantizeConfig()
     return default_8bit_quantize_configs.Default8BitOutputQuantizeConfig()
+
+
+def _contract_config(layer: keras.layers.Layer) -> QuantizeConfig:
+    """The QuantizeConfig a tfasc layer declares; raises ``QuantizationCoverageError`` when QAT cannot use it."""
+    if not layer.in_int8_graph:
+        raise QuantizationCoverageError(
+            "is not part of the int8 graph (its contract: a float front-end in front of it); quantize "
+            "the model that takes its output"
+        )
+    config = layer.quantize_config()
+    if config is None and layer.export_form is not None:
+        raise QuantizationCoverageError(
+            "declares no QuantizeConfig because its export form replaces it: call "
+            "tfasc.compress.export_form.to_export_form before QAT"
+        )
+    if config is None:
+        raise QuantizationCoverageError("declares no QuantizeConfig in its LayerContract")
+    return config
+
+
+def _annotation(layer: keras.layers.Layer, graph: ModelGraph, registry: _Registry) -> QuantizeConfig | None:
+    """The config to annotate ``layer`` with (``None``: TF-MOT's own handling).
+
+    Raises:
+        QuantizationCoverageError: with the reason (without the layer's name) when no 8-bit path exists.
+    """
+    try:
+        spec = kernel_spec(layer)
+    except UndeclaredLayerError:
+        raise QuantizationCoverageError("owns weights but declares no LayerContract") from None
+    if spec is None:
+        if registry.supports(layer):
+            return None
+        raise QuantizationCoverageError("no TF-MOT support and no QuantizeConfig")
+    if spec.qat == QAT_CONTRACT:
+        return _contract_config(layer)
+    if spec.qat == QAT_BATCHNORM:
+        return _batchnorm_config(layer, graph)
+    if spec.qat == QAT_NONE:
+        raise QuantizationCoverageError("TF-MOT 0.8.1 has no 8-bit quantization for this layer type")
+    return None
+
+
+def _check_float_layer(layer: keras.layers.Layer) -> None:
+    if isinstance(layer, pruning_wrapper.PruneLowMagnitude):
+        raise ValueError(f"layer {layer.name!r} is still wrapped for pruning: call strip_pruning first")
+    if isinstance(layer, quantize_wrapper.QuantizeWrapper):
+        raise ValueError(f"layer {layer.name!r} is already quantization-aware: expected a float model")
+    if isinstance(layer, keras.Model):
+        raise ValueError(f"layer {layer.name!r} is a nested model: expected a flat functional model")
 
 
 def _resolve(source: ConfigSource, layer: keras.layers.Layer) -> QuantizeConfig:
@@ -232,36 +249,33 @@ def plan_annotations(
 ) -> dict[str, QuantizeConfig | None]:
     """Layer name -> QuantizeConfig to annotate with (``None``: TF-MOT's own handling).
 
+    ``configs`` (layer class -> config) wins over everything else.
+
     Raises:
-        QuantizationCoverageError: naming every layer that would stay float.
+        QuantizationCoverageError: naming every layer that would stay float, and why.
         ValueError: the model still has pruning or QAT wrappers, or contains a nested model.
     """
-    registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
+    registry = _Registry()
+    graph = ModelGraph(model)
     plan: dict[str, QuantizeConfig | None] = {}
     uncovered = []
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
-        if isinstance(layer, pruning_wrapper.PruneLowMagnitude):
-            raise ValueError(f"layer {layer.name!r} is still wrapped for pruning: call strip_pruning first")
-        if isinstance(layer, quantize_wrapper.QuantizeWrapper):
-            raise ValueError(f"layer {layer.name!r} is already quantization-aware: expected a float model")
-        if isinstance(layer, keras.Model):
-            raise ValueError(f"layer {layer.name!r} is a nested model: expected a flat functional model")
+        _check_float_layer(layer)
         layer_class = type(layer)
         if layer_class in configs:
             plan[layer.name] = _resolve(configs[layer_class], layer)
-        elif layer_class is keras.layers.BatchNormalization:
-            plan[layer.name] = None if batchnorm_is_folded_by_tfmot(layer, model) else _batchnorm_config(layer)
-        elif registry.supports(layer):
-            plan[layer.name] = None
-        else:
-            uncovered.append(f"{layer.name} ({layer_class.__module__}.{layer_class.__name__})")
+            continue
+        try:
+            plan[layer.name] = _annotation(layer, graph, registry)
+        except QuantizationCoverageError as error:
+            uncovered.append(f"{layer.name} ({layer_class.__module__}.{layer_class.__name__}): {error}")
     if uncovered:
         raise QuantizationCoverageError(
-            "these layers would stay float after QAT (no TF-MOT support and no QuantizeConfig in the "
-            f"registry): {', '.join(uncovered)}; add a config via extra_configs or "
-            "tfasc.compress.qat.tfasc_quantize_configs"
+            "these layers would stay float after QAT: " + "; ".join(uncovered)
+            + ". A custom layer declares its QuantizeConfig in its tfasc.layers.contract.LayerContract "
+            "(or pass extra_configs)"
         )
     return plan
 
@@ -272,16 +286,37 @@ def _fresh_copy(model: keras.Model) -> keras.Model:
     return copy
 
 
+def _registered_tfasc_objects() -> dict[str, Any]:
+    """Every class registered under keras package ``tfasc``, by its bare name.
+
+    The legacy HDF5 loader (the only format QAT models save to) resolves classes by bare name.
+    """
+    import tfasc.layers  # noqa: F401  (registers tfasc's layers)
+
+    prefix = "tfasc>"
+    return {
+        name[len(prefix):]: obj for name, obj in keras.saving.get_custom_objects().items() if name.startswith(prefix)
+    }
+
+
 def qat_scope(extra_objects: Mapping[str, Any] | None = None):
-    """``quantize_scope`` with tfasc's configs and the prune-preserving quantizers (for loading)."""
+    """``quantize_scope`` with tfasc's registered classes, the prune-preserving quantizers and ``extra_objects``."""
     objects = {
-        "OutputOnlyQuantizeConfig": OutputOnlyQuantizeConfig,
-        "KernelsAndOutputQuantizeConfig": KernelsAndOutputQuantizeConfig,
+        **_registered_tfasc_objects(),
         "PrunePreserveDefault8BitWeightsQuantizer": pp_registry.PrunePreserveDefault8BitWeightsQuantizer,
         "PrunePreserveDefault8BitConvWeightsQuantizer": pp_registry.PrunePreserveDefault8BitConvWeightsQuantizer,
+        **(extra_objects or {}),
     }
-    objects.update(extra_objects or {})
     return tfmot.quantization.keras.quantize_scope(objects)
+
+
+def load_quantized_model(path: str | Path, *, custom_objects: Mapping[str, Any] | None = None) -> keras.Model:
+    """Load a QAT model saved as HDF5 (uncompiled), tfasc's layers and configs resolved by bare name.
+
+    ``custom_objects``: name -> class for layers registered outside package ``tfasc``.
+    """
+    with qat_scope(custom_objects):
+        return keras.models.load_model(path, compile=False)
 
 
 def quantize_model(
@@ -293,21 +328,20 @@ def quantize_model(
     """A quantization-aware copy of ``model`` (8-bit weights and activations, TF-MOT).
 
     Args:
-        model: float functional/sequential model (pruning wrappers stripped),
-            ``[batch, freq, time, channels]`` -> logits.
+        model: float functional/sequential model (pruning wrappers stripped; usually the output of
+            ``tfasc.compress.export_form.to_export_form``), ``[batch, freq, time, channels]`` or
+            ``[batch, samples, channels]`` -> logits.
         preserve_sparsity: keep pruned zeros at zero during QAT (prune-preserving scheme).
         extra_configs: layer class -> QuantizeConfig (or a function of the layer returning one);
-            overrides ``tfasc_quantize_configs()``.
+            wins over TF-MOT's registry and the layers' contracts.
 
     Raises:
-        QuantizationCoverageError: a layer would stay float; the message names it.
+        QuantizationCoverageError: a layer would stay float; the message names it and says why.
     """
-    configs: dict[type, ConfigSource] = {**tfasc_quantize_configs(), **(extra_configs or {})}
-    # Work on a fresh copy: layer objects reused by other models (pruning wrappers and
-    # strip_pruning reuse them) carry those models' nodes too, and the BN folding decision
-    # depends on how often this model calls each layer.
+    # A fresh copy, so the QAT model shares no layer object with ``model`` (or with the models
+    # ``model``'s layers were reused from).
     model = _fresh_copy(model)
-    plan = plan_annotations(model, configs)
+    plan = plan_annotations(model, extra_configs or {})
 
     def annotate(layer: keras.layers.Layer) -> keras.layers.Layer:
         if layer.name not in plan:
@@ -323,6 +357,5 @@ def quantize_model(
     for config in plan.values():
         if config is not None:
             custom_objects[type(config).__name__] = type(config)
-    scheme = _SparsityPreservingScheme() if preserve_sparsity else default_8bit_quantize_scheme.Default8BitQuantizeScheme()
     with qat_scope(custom_objects):
-        return tfmot.quantization.keras.quantize_apply(annotated, scheme)
+        return tfmot.quantization.keras.quantize_apply(annotated, _Scheme(preserve_sparsity=preserve_sparsity))

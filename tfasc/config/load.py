@@ -16,8 +16,10 @@ from typing import Any, Literal, Mapping
 
 import yaml
 
+from tfasc.errors import UserError
 
-class RecipeError(ValueError):
+
+class RecipeError(UserError):
     """A recipe that does not match the schema; the message names the key path."""
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from tfasc.augment.mixing import AugmentPolicy
+from tfasc.data.features import LogMelParams
 
 
 def _range(**bounds) -> dict:
@@ -62,23 +63,16 @@ class DataConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class FeaturesConfig:
-    """Log-mel spectrogram parameters (same meaning as in librosa)."""
+class FeaturesConfig(LogMelParams):
+    """The model's input: which front-end (``kind``) and its parameters.
 
-    n_fft: int = field(default=2048, **_range(min=16))
-    win_length: int | None = field(default=None, **_range(min=1))
-    hop_length: int = field(default=512, **_range(min=1))
-    window: Literal["hann", "hamming"] = "hann"
-    center: bool = True
-    pad_mode: Literal["constant", "reflect"] = "constant"
-    n_mels: int = field(default=128, **_range(min=1))
-    fmin: float = field(default=0.0, **_range(min=0))
-    fmax: float | None = field(default=None, **_range(gt=0))
-    power: float = field(default=2.0, **_range(gt=0))
-    amin: float = field(default=1e-10, **_range(gt=0))
-    top_db: float | None = field(default=80.0, **_range(gt=0))
-    channel_mode: Literal["keep", "mono", "mid_side"] = "keep"
-    """``mid_side`` turns stereo into the average/difference pair (L+R)/2, (L−R)/2."""
+    ``log_mel`` (default) uses the log-mel fields (:class:`tfasc.data.features.LogMelParams`, the one
+    place of their defaults); ``waveform`` feeds the decoded clip ``[samples, channels]`` and ignores
+    them. See :mod:`tfasc.data.frontends`.
+    """
+
+    kind: str = "log_mel"
+    """Front-end: ``log_mel`` or ``waveform`` (``tfasc.data.frontends.available()``)."""
     standardize: bool = True
     """Subtract the training set's mean and divide by its standard deviation (one scalar each)."""
 
@@ -183,7 +177,7 @@ class OutputConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class PruneConfig:
-    """Magnitude pruning then fine-tuning (SSN paper Sec. 5.1: global L1 unstructured, 60 %,
+    """Magnitude pruning then fine-tuning (DCASE 2020 1B report, entry Chang_QTI_task1b, Sec. 5.1: global L1 unstructured, 60 %,
     fine-tuning with the learning rate decaying linearly 1e-4 → 1e-6)."""
 
     target_sparsity: float = field(default=0.6, **_range(gt=0, lt=1))
@@ -228,9 +222,6 @@ class ExportConfig:
     """Also search the smallest tensor arena that works (bisection, a few seconds)."""
 
 
-STAGES = ("train", "prune", "qat", "export")
-
-
 @dataclass(frozen=True, kw_only=True)
 class Recipe:
     name: str = "recipe"
@@ -245,13 +236,10 @@ class Recipe:
     export: ExportConfig = field(default_factory=ExportConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
-    stages: tuple[Literal["train", "prune", "qat", "export"], ...] = ("train",)
-    """Stages to run, in order; each reads the previous stage's artifact from the run directory."""
+    stages: tuple[str, ...] = ("train",)
+    """Stages to run, in the order of the stage table (``tfasc.training.stages``); each reads its
+    input from the run directory's manifest."""
 
     def __post_init__(self):
-        order = [STAGES.index(stage) for stage in self.stages]
-        if not self.stages or self.stages[0] != "train" or order != sorted(set(order)):
-            raise ValueError(
-                f"stages: expected 'train' followed by any of prune, qat, export in that order, "
-                f"got {list(self.stages)}"
-            )
+        if not self.stages or len(set(self.stages)) != len(self.stages):
+            raise ValueError(f"stages: expected a non-empty list of distinct stage names, got {list(self.stages)}")

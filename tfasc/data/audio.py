@@ -15,9 +15,10 @@ import numpy as np
 import tfasc  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
+from tfasc.errors import UserError
 
 
-class AudioDecodeError(ValueError):
+class AudioDecodeError(UserError):
     """A file that cannot be turned into audio: unreadable, empty, corrupt or of an unknown format."""
 
     def __init__(self, path: Path | str, reason: str):

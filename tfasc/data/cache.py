@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+
+from tfasc.files import remove, replace, temporary_sibling
 
 CACHE_FORMAT = 1
 FEATURES_FILE = "features.npy"
@@ -56,9 +56,8 @@ class EntryWriter:
     """Write one cache entry into a temporary folder beside ``entry``; ``commit`` renames it into place."""
 
     def __init__(self, entry: Path, shape: tuple[int, ...], dtype=np.float16):
-        entry.parent.mkdir(parents=True, exist_ok=True)
         self.entry = entry
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
+        self.tmp = temporary_sibling(entry, directory=True)
         self.features = np.lib.format.open_memmap(self.tmp / FEATURES_FILE, mode="w+", dtype=dtype, shape=shape)
 
     def commit(self, rows: int, index: dict) -> Path:
@@ -67,11 +66,8 @@ class EntryWriter:
         self.features.flush()
         self.features = None
         (self.tmp / INDEX_FILE).write_text(json.dumps({**index, "rows": rows}))
-        if self.entry.exists():
-            shutil.rmtree(self.entry)
-        os.replace(self.tmp, self.entry)
-        return self.entry
+        return replace(self.tmp, self.entry)
 
     def abort(self) -> None:
         self.features = None
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        remove(self.tmp)

@@ -26,15 +26,18 @@ Stereo front-ends: ``channel_mode="mid_side"`` gives the channels ``[(L+R)/2, (L
 average/difference representation of binaural DCASE scenes (Wu & Lee, "Searching for efficient
 network architectures for acoustic scene classification", Sec. 4.2, apply it to features; here it is
 applied to the waveform, so both channels are ordinary log-mel spectrograms). 256 mel bands of a
-stereo 48 kHz clip are the input of Kim et al., "SSN with shared residual and FreqMix", Sec. 6.1.
+stereo 48 kHz clip are the input of
+'QTI Submission to DCASE 2020: Model Efficient Acoustic Scene Classification' (DCASE 2020 Task 1B technical report, entry Chang_QTI_task1b), Sec. 6.1.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import warnings
-from typing import Optional, Union
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional, Union
 
 import numpy as np
 
@@ -135,6 +138,60 @@ def check_log_mel_parameters(
     if channel_mode not in CHANNEL_MODES:
         raise ValueError(f"channel_mode must be one of {CHANNEL_MODES}, got {channel_mode!r}")
     return win_length, fmax
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogMelParams:
+    """Parameters of :func:`log_mel_spectrogram` other than the sample rate (librosa's meanings).
+
+    The one place their defaults live: the recipe's ``features`` section, the
+    ``LogMelSpectrogram`` layer and the deployment bundle all read them from here. Field metadata
+    (``min``, ``gt``) are the ranges the recipe loader checks; :meth:`check` adds the checks that
+    need the sample rate.
+    """
+
+    n_fft: int = field(default=2048, metadata={"min": 16})
+    win_length: int | None = field(default=None, metadata={"min": 1})
+    """Window length (default: ``n_fft``), centred in the ``n_fft`` frame."""
+    hop_length: int = field(default=512, metadata={"min": 1})
+    window: Literal["hann", "hamming"] = "hann"
+    center: bool = True
+    """Pad ``n_fft // 2`` samples on both sides first (librosa's default)."""
+    pad_mode: Literal["constant", "reflect", "symmetric"] = "constant"
+    n_mels: int = field(default=128, metadata={"min": 1})
+    fmin: float = field(default=0.0, metadata={"min": 0})
+    fmax: float | None = field(default=None, metadata={"gt": 0})
+    """Upper edge of the mel bank (default: Nyquist)."""
+    power: float = field(default=2.0, metadata={"gt": 0})
+    """Exponent of the STFT magnitude (2: power, 1: magnitude)."""
+    amin: float = field(default=1e-10, metadata={"gt": 0})
+    top_db: float | None = field(default=80.0, metadata={"gt": 0})
+    """Clamp each example from below at its maximum minus ``top_db`` (None: no clamp)."""
+    channel_mode: Literal["keep", "mono", "mid_side"] = "keep"
+    """``mid_side`` turns stereo into the average/difference pair (L+R)/2, (L−R)/2."""
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(LogMelParams))
+
+    @classmethod
+    def of(cls, source: Any) -> "LogMelParams":
+        """The log-mel parameters among the fields of ``source`` (e.g. a recipe's features section)."""
+        return LogMelParams(**{name: getattr(source, name) for name in LogMelParams.names()})
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`log_mel_spectrogram` (sample rate excluded)."""
+        return {name: getattr(self, name) for name in self.names()}
+
+    def check(self, sample_rate: float) -> tuple[int, float]:
+        """Raises ``ValueError`` naming the first bad parameter; returns the effective ``(win_length, fmax)``."""
+        return check_log_mel_parameters(sample_rate=sample_rate, **self.as_kwargs())
+
+    def output_shape(self, num_samples: int, channels: int) -> tuple[int, int, int]:
+        """``(n_mels, frames, channels)`` of one clip of ``num_samples`` samples and ``channels`` channels."""
+        frames = num_frames(num_samples, n_fft=self.n_fft, hop_length=self.hop_length, center=self.center)
+        out_channels = {"mono": 1, "mid_side": 2}.get(self.channel_mode, channels)
+        return self.n_mels, frames, out_channels
 
 
 # ----------------------------------------------------------------------------------------------
@@ -317,20 +374,9 @@ def log_mel_spectrogram(
     waveform: Waveform,
     *,
     sample_rate: float,
-    n_fft: int = 2048,
-    win_length: Optional[int] = None,
-    hop_length: int = 512,
-    window: str = "hann",
-    center: bool = True,
-    pad_mode: str = "constant",
-    n_mels: int = 128,
-    fmin: float = 0.0,
-    fmax: Optional[float] = None,
-    power: float = 2.0,
-    amin: float = 1e-10,
-    top_db: Optional[float] = 80.0,
-    channel_mode: str = "keep",
+    params: LogMelParams | None = None,
     batched: Optional[bool] = None,
+    **overrides: Any,
 ) -> tf.Tensor:
     """Log-mel spectrogram in dB, ``[batch, n_mels, frames, channels]`` float32.
 
@@ -338,6 +384,8 @@ def log_mel_spectrogram(
       waveform: ``[batch, samples, channels]``, ``[samples, channels]``, ``[samples]``, or
         ``[batch, samples]`` with ``batched=True``; floating point in [-1, 1].
       sample_rate: in Hz.
+      params: the other parameters (default ``LogMelParams()``); keyword ``overrides`` replace
+        single fields of it, e.g. ``n_mels=64``:
       n_fft, win_length, hop_length, window, center, pad_mode: STFT as ``librosa.stft``
         (periodic window of ``win_length`` samples centred in ``n_fft``; with ``center`` the signal
         is padded by ``n_fft // 2`` on both sides with ``pad_mode``).
@@ -355,11 +403,14 @@ def log_mel_spectrogram(
       input, with ``frames = num_frames(samples, ...)``. Works eagerly, in ``tf.function`` and in
       ``tf.data.Dataset.map``; static input shapes give static output shapes.
     """
-    win_length, fmax = check_log_mel_parameters(
-        sample_rate=sample_rate, n_fft=n_fft, win_length=win_length, hop_length=hop_length,
-        window=window, center=center, pad_mode=pad_mode, n_mels=n_mels, fmin=fmin, fmax=fmax,
-        power=power, amin=amin, top_db=top_db, channel_mode=channel_mode,
-    )
+    try:
+        params = dataclasses.replace(params or LogMelParams(), **overrides)
+    except TypeError as error:
+        raise TypeError(f"log_mel_spectrogram: {error}; parameters are {LogMelParams.names()}") from None
+    win_length, fmax = params.check(sample_rate)
+    n_fft, hop_length, window, center = params.n_fft, params.hop_length, params.window, params.center
+    pad_mode, n_mels, fmin, power = params.pad_mode, params.n_mels, params.fmin, params.power
+    amin, top_db, channel_mode = params.amin, params.top_db, params.channel_mode
 
     signal, was_batched = _as_batch_samples_channels(waveform, batched)
     signal = _apply_channel_mode(signal, channel_mode)

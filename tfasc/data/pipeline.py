@@ -1,9 +1,11 @@
 """From examples to a ``tf.data`` pipeline of batches.
 
-decode → resample → channels → crop/pad → log-mel → (cache) → standardize → shuffle → batch →
-augment → prefetch. Features are computed once per clip (and kept on disk when caching), then every
-epoch reads them back: on DCASE-sized data the feature extraction would otherwise dominate training.
-Features are laid out ``[examples, n_mels, frames, channels]``.
+decode → resample → channels → crop/pad → front-end (log-mel, or the waveform itself; see
+:mod:`tfasc.data.frontends`) → (cache) → standardize → shuffle → batch → augment → prefetch.
+Features are computed once per clip (and kept on disk when caching), then every epoch reads them
+back: on DCASE-sized data the feature extraction would otherwise dominate training. Features are
+laid out ``[examples, n_mels, frames, channels]`` (log-mel) or ``[examples, samples, channels]``
+(waveform).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import tensorflow as tf
 from tfasc.data import cache as feature_cache
 from tfasc.data.audio import AudioDecodeError, load_audio
 from tfasc.data.datasets.base import DatasetError, Example
-from tfasc.data.features import log_mel_spectrogram, num_frames
+from tfasc.data.frontends import FrontEnd
 
 # Clips go through the feature graph this many at a time: large enough to amortize the call,
 # small enough to bound memory for 10 s stereo 48 kHz clips.
@@ -37,31 +39,18 @@ class FeatureSet:
     """Features of the examples that decoded, in order, and the files that were skipped."""
 
     features: np.ndarray
-    """``[examples, n_mels, frames, channels]`` log-mel features (float16 on disk, float32 in memory)."""
+    """``[examples, *input_shape]`` model inputs (the front-end's cache dtype on disk, float32 in memory)."""
     examples: tuple[Example, ...]
     skipped: tuple[tuple[str, str], ...] = ()
     """``(path, reason)`` of every file skipped."""
     cache_entry: str | None = None
 
 
-def feature_shape(*, sample_rate: int, duration_s: float, channels: int, feature_params: dict) -> tuple[int, int, int]:
-    """``(n_mels, frames, channels)`` of one clip's features."""
-    num_samples = int(round(sample_rate * duration_s))
-    frames = num_frames(
-        num_samples,
-        n_fft=feature_params.get("n_fft", 2048),
-        hop_length=feature_params.get("hop_length", 512),
-        center=feature_params.get("center", True),
-    )
-    mode = feature_params.get("channel_mode", "keep")
-    out_channels = 1 if mode == "mono" else (2 if mode == "mid_side" else channels)
-    return feature_params.get("n_mels", 128), frames, out_channels
-
-
-def _feature_function(sample_rate: int, num_samples: int, channels: int, feature_params: dict) -> Callable:
+def _feature_function(frontend: FrontEnd, sample_rate: int, num_samples: int, channels: int) -> Callable:
+    # One traced graph per extraction with a fixed signature: a batch of clips of one length.
     @tf.function(input_signature=[tf.TensorSpec([None, num_samples, channels], tf.float32)])
     def extract(waveforms):
-        return log_mel_spectrogram(waveforms, sample_rate=sample_rate, **feature_params)
+        return frontend(waveforms, sample_rate=sample_rate)
 
     return extract
 
@@ -79,16 +68,15 @@ def extract_features(
     sample_rate: int,
     duration_s: float,
     channels: int,
-    feature_params: dict,
+    frontend: FrontEnd,
     cache_dir: Path | str | None = None,
     skip_bad_files: bool = False,
     description: str = "features",
 ) -> FeatureSet:
-    """Compute (or read from the cache) log-mel features for ``examples``.
+    """Compute (or read from the cache) the model inputs of ``examples``.
 
     Args:
-        feature_params: keyword arguments of :func:`tfasc.data.features.log_mel_spectrogram`
-            other than ``sample_rate``.
+        frontend: what turns decoded clips into model inputs (:func:`tfasc.data.frontends.make`).
         cache_dir: folder of the on-disk cache; None computes in memory every time.
         skip_bad_files: skip undecodable files (reported in ``FeatureSet.skipped``) instead of raising.
 
@@ -97,12 +85,12 @@ def extract_features(
     """
     examples = tuple(examples)
     num_samples = int(round(sample_rate * duration_s))
-    shape = feature_shape(sample_rate=sample_rate, duration_s=duration_s, channels=channels, feature_params=feature_params)
+    shape = frontend.output_shape(num_samples, channels)
     parameters = {
         "sample_rate": sample_rate,
         "num_samples": num_samples,
         "channels": channels,
-        "features": feature_params,
+        "features": frontend.cache_parameters(),
         "skip_bad_files": skip_bad_files,
     }
     entry = None
@@ -114,9 +102,9 @@ def extract_features(
             kept = [examples[i] for i in index["kept"]]
             return FeatureSet(features, tuple(kept), tuple(map(tuple, index["skipped"])), str(entry))
 
-    writer = feature_cache.EntryWriter(entry, (len(examples), *shape)) if entry is not None else None
+    writer = feature_cache.EntryWriter(entry, (len(examples), *shape), dtype=frontend.cache_dtype) if entry is not None else None
     out = writer.features if writer else np.zeros((len(examples), *shape), np.float32)
-    extract = _feature_function(sample_rate, num_samples, channels, feature_params)
+    extract = _feature_function(frontend, sample_rate, num_samples, channels)
     kept_indices: list[int] = []
     skipped: list[tuple[str, str]] = []
     pending: list[np.ndarray] = []
@@ -210,7 +198,7 @@ def make_dataset(
     repeat: bool = False,
     drop_remainder: bool = False,
 ) -> tf.data.Dataset:
-    """Batches ``(features [batch, n_mels, frames, channels], targets [batch, classes])``.
+    """Batches ``(features [batch, *input_shape], targets [batch, classes])``.
 
     Examples are gathered from ``features`` (which may be a memory-mapped cache) a batch at a time.
     With ``shuffle`` the order is reshuffled every epoch but fully determined by ``seed``.

@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import shutil
-import tempfile
 import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from tfasc.files import atomic_path
 
 SCENES_3CLASS: dict[str, tuple[str, ...]] = {
     "indoor": ("airport", "shopping_mall", "metro_station"),
@@ -359,8 +358,8 @@ def synthesize_dcase2020_1b(
         city: _city_equalizer(np.random.default_rng([seed, 2, i])) for i, city in enumerate(sorted(set(cities)))
     }
 
-    temporary = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    try:
+    # Renamed into place only when complete (an empty out_dir is replaced).
+    with atomic_path(out_dir, directory=True) as temporary:
         (temporary / "audio").mkdir()
         (temporary / "evaluation_setup").mkdir()
         for index, plan in enumerate(plans):
@@ -379,12 +378,6 @@ def synthesize_dcase2020_1b(
                          [(p.filename, p.label) for p in ordered if p.split == split])
         _write_table(setup / f"fold{fold}_test.csv", ("filename",),
                      [(p.filename,) for p in ordered if p.split == "evaluate"])
-        if out_dir.is_dir():
-            out_dir.rmdir()  # empty (checked above); os.rename cannot replace a directory on every OS
-        os.rename(temporary, out_dir)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
     return out_dir
 
 

@@ -5,9 +5,19 @@
     model_int8.tflite   the flatbuffer
     model_data.h/.cc    alignas(16) const unsigned char g_model_data[]; g_model_data_len
     ops.h               tflite::MicroMutableOpResolver<N> with exactly the ops the model uses
-    model_config.h      arena size, input shape [1, freq, time, channels], input/output scale and
-                        zero point, class names, feature-extraction parameters
+    model_config.h      arena size, input shape, input/output scale and zero point, class names,
+                        and the front end the model was trained with (see below)
     README.md           TFLite Micro C++ code that loads and invokes the model
+
+The front end is a mapping with a ``"kind"`` key:
+
+- ``"log_mel"``: the input is ``[1, freq, time, channels]`` log-mel features; every other key
+  (sample rate, clip seconds, audio channels, the log-mel parameters, standardize mean/std) is
+  written as a ``kFeature*`` constant.
+- ``"waveform"``: the input is ``[1, samples, channels]`` audio; the header states the sample rate,
+  the clip length in samples and seconds, the channels, the standardization and how to turn int16
+  PCM into the int8 input (keys ``sample_rate``, ``clip_seconds``, ``audio_channels`` and optional
+  ``standardize_mean`` / ``standardize_std``).
 
 Atomic: everything is written into a temporary directory beside ``out_dir`` and renamed into
 place; an old bundle is replaced only once the new one is complete.
@@ -18,12 +28,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from tfasc.files import atomic_path
 
 #: TFLite builtin operator -> ``tflite::MicroMutableOpResolver`` method adding it.
 TFLM_RESOLVER_METHODS: dict[str, str] = {
@@ -199,10 +209,10 @@ def _c_string(value: str) -> str:
     return json.dumps(value)  # JSON string escapes are valid C string escapes for ASCII/UTF-8
 
 
-def _feature_lines(feature_params: Mapping[str, Any]) -> list[str]:
+def _feature_lines(params: Mapping[str, Any]) -> list[str]:
     lines = []
-    for key in sorted(feature_params):
-        value = feature_params[key]
+    for key in sorted(params):
+        value = params[key]
         name = "kFeature" + _c_identifier(key)[1:]
         if isinstance(value, bool):
             lines.append(f"constexpr bool {name} = {'true' if value else 'false'};")
@@ -215,9 +225,7 @@ def _feature_lines(feature_params: Mapping[str, Any]) -> list[str]:
         elif value is None:
             lines.append(f"// {key}: None")
         else:
-            raise ValueError(
-                f"feature_params[{key!r}] = {value!r}: expected a bool, int, float, str or None"
-            )
+            raise ValueError(f"frontend[{key!r}] = {value!r}: expected a bool, int, float, str or None")
     return lines
 
 
@@ -229,19 +237,118 @@ def _quantization(details: Mapping[str, Any]) -> tuple[float, int]:
     return float(scale), int(zero_point)
 
 
+#: Front ends a bundle can describe (the recipe's ``features.kind``).
+FRONTEND_KINDS = ("log_mel", "waveform")
+#: Input layout per front end, batch first.
+INPUT_LAYOUTS = {"log_mel": "[batch, freq, time, channels]", "waveform": "[batch, samples, channels]"}
+#: int16 PCM full scale: training reads PCM as ``pcm / 32768`` (``tfasc.data.audio``).
+PCM_FULL_SCALE = 32768
+_WAVEFORM_REQUIRED = ("sample_rate", "clip_seconds", "audio_channels")
+_WAVEFORM_OPTIONAL = ("standardize_mean", "standardize_std")
+
+
+def frontend_kind(frontend: Mapping[str, Any]) -> str:
+    """``frontend["kind"]``, checked against ``FRONTEND_KINDS``."""
+    kind = frontend.get("kind")
+    if kind not in FRONTEND_KINDS:
+        raise ValueError(f"frontend kind {kind!r}: expected one of {FRONTEND_KINDS} (the recipe's features.kind)")
+    return kind
+
+
+def _log_mel_lines(frontend: Mapping[str, Any]) -> list[str]:
+    return [
+        "// Feature extraction the model was trained with (compute the same on the device).",
+        *_feature_lines({key: value for key, value in frontend.items() if key != "kind"}),
+    ]
+
+
+def _check_waveform(frontend: Mapping[str, Any], shape: Sequence[int]) -> None:
+    unknown = sorted(set(frontend) - {"kind", *_WAVEFORM_REQUIRED, *_WAVEFORM_OPTIONAL})
+    missing = [key for key in _WAVEFORM_REQUIRED if frontend.get(key) is None]
+    if unknown or missing:
+        raise ValueError(
+            f"waveform frontend: unexpected keys {unknown} / missing keys {missing}; expected "
+            f"{list(_WAVEFORM_REQUIRED)} and optionally {list(_WAVEFORM_OPTIONAL)} (log-mel "
+            "parameters do not apply to a waveform model)"
+        )
+    samples = round(float(frontend["sample_rate"]) * float(frontend["clip_seconds"]))
+    expected = [1, samples, int(frontend["audio_channels"])]
+    if list(shape) != expected:
+        raise ValueError(
+            f"waveform frontend: the model's input shape is {list(shape)}, but sample_rate x "
+            f"clip_seconds and audio_channels give [1, samples, channels] = {expected}"
+        )
+
+
+def pcm_to_input(mean: float, std: float, input_scale: float, input_zero_point: int) -> tuple[float, float]:
+    """``(a, b)`` such that the int8 input is ``clamp(round(pcm * a + b))`` for int16 ``pcm``.
+
+    Training feeds ``x = (pcm / 32768 - mean) / std`` and the input tensor holds
+    ``q = round(x / scale) + zero_point``; one multiply-add per sample does all three.
+    """
+    a = 1.0 / (PCM_FULL_SCALE * std * input_scale)
+    b = input_zero_point - mean / (std * input_scale)
+    return a, b
+
+
+def _waveform_lines(frontend: Mapping[str, Any], shape: Sequence[int], input_q: tuple[float, int]) -> list[str]:
+    _check_waveform(frontend, shape)
+    mean, std = frontend.get("standardize_mean"), frontend.get("standardize_std")
+    standardized = mean is not None or std is not None
+    mean = 0.0 if mean is None else float(mean)
+    std = 1.0 if std is None else float(std)
+    if not std > 0:
+        raise ValueError(f"waveform frontend: standardize_std={std}: expected a positive standard deviation")
+    scale, offset = pcm_to_input(mean, std, *input_q)
+    lines = [
+        "// Front end: the raw waveform, no feature extraction. Input layout [samples][channels]:",
+        "// interleaved PCM frames are already in that order.",
+        f"constexpr int kFeatureSampleRate = {int(frontend['sample_rate'])};",
+        f"constexpr int kFeatureClipSamples = {int(shape[1])};",
+        f"constexpr float kFeatureClipSeconds = {_c_float(float(frontend['clip_seconds']))};",
+        f"constexpr int kFeatureAudioChannels = {int(frontend['audio_channels'])};",
+    ]
+    if standardized:
+        lines += [
+            "// Standardization from training: x = (pcm / 32768 - mean) / std.",
+            f"constexpr float kFeatureStandardizeMean = {_c_float(mean)};",
+            f"constexpr float kFeatureStandardizeStd = {_c_float(std)};",
+        ]
+    else:
+        lines.append("// No standardization: the model was trained on x = pcm / 32768.")
+    return lines + [
+        "// int16 PCM -> int8 input in one multiply-add per sample (pcm / 32768, standardization",
+        "// and q = round(x / kInputScale) + kInputZeroPoint folded together):",
+        "//   q = clamp(round(pcm * kPcmToInputScale + kPcmToInputOffset), -128, 127)",
+        "//   kPcmToInputScale = 1 / (32768 * std * kInputScale)",
+        "//   kPcmToInputOffset = kInputZeroPoint - mean / (std * kInputScale)",
+        f"constexpr float kPcmToInputScale = {_c_float(scale)};",
+        f"constexpr float kPcmToInputOffset = {_c_float(offset)};",
+    ]
+
+
 def model_config_header(
     *,
     arena_bytes: int,
     input_details: Mapping[str, Any],
     output_details: Mapping[str, Any],
-    feature_params: Mapping[str, Any],
+    frontend: Mapping[str, Any],
     class_names: Sequence[str],
 ) -> str:
-    """``model_config.h``: everything the firmware needs besides the model bytes."""
+    """``model_config.h``: everything the firmware needs besides the model bytes.
+
+    ``frontend`` describes the model's input (see the module docstring): ``{"kind": "log_mel",
+    ...feature parameters}`` or ``{"kind": "waveform", "sample_rate", "clip_seconds",
+    "audio_channels"[, "standardize_mean", "standardize_std"]}``.
+    """
+    kind = frontend_kind(frontend)
     shape = [int(d) for d in input_details["shape"]]
     in_scale, in_zero = _quantization(input_details)
     out_scale, out_zero = _quantization(output_details)
     names = ", ".join(_c_string(n) for n in class_names)
+    frontend_lines = (
+        _log_mel_lines(frontend) if kind == "log_mel" else _waveform_lines(frontend, shape, (in_scale, in_zero))
+    )
     lines = [
         "// Generated by tfasc.deploy.bundle.",
         "#ifndef TFASC_MODEL_CONFIG_H_",
@@ -251,7 +358,7 @@ def model_config_header(
         "// rounded up to 16; add headroom if your platform's kernels need scratch buffers.",
         f"constexpr int kTensorArenaSize = {arena_bytes};",
         "",
-        "// Input tensor: [batch, freq, time, channels], int8; q = round(x / scale) + zero_point.",
+        f"// Input tensor: {INPUT_LAYOUTS[kind]}, int8; q = round(x / scale) + zero_point.",
         f"constexpr int kInputDims = {len(shape)};",
         f"constexpr int kInputShape[kInputDims] = {{{', '.join(map(str, shape))}}};",
         f"constexpr float kInputScale = {_c_float(in_scale)};",
@@ -263,23 +370,54 @@ def model_config_header(
         f"constexpr int kNumClasses = {len(class_names)};",
         f"constexpr const char* kClassNames[kNumClasses] = {{{names}}};",
         "",
-        "// Feature extraction the model was trained with (compute the same on the device).",
-        *_feature_lines(feature_params),
+        *frontend_lines,
         "",
         "#endif  // TFASC_MODEL_CONFIG_H_",
     ]
     return "\n".join(lines) + "\n"
 
 
-def readme_text(*, ops: Sequence[str], arena_bytes: int, model_bytes: int) -> str:
+#: What the README says about the input, per front end: model_config.h contents, the input line,
+#: and the Classify function's comment, parameter and int8 conversion.
+_README_INPUT = {
+    "log_mel": dict(
+        config="feature parameters",
+        input="Input: int8 `[1, freq, time, channels]` features, quantized with `kInputScale` / `kInputZeroPoint`.",
+        comment=(
+            "// features: log-mel values laid out [freq][time][channels], computed with the kFeature* parameters\n"
+            "// of model_config.h and standardized like in training (see kFeatureStandardizeMean / Std if present)."
+        ),
+        parameter="const float* features",
+        quantize="roundf(features[i] / kInputScale)) + kInputZeroPoint",
+    ),
+    "waveform": dict(
+        config="sample rate, clip length, standardization and the int16 PCM to int8 input conversion",
+        input=(
+            "Input: int8 `[1, samples, channels]` raw audio, no feature extraction: int16 PCM converted with\n"
+            "`kPcmToInputScale` / `kPcmToInputOffset` (pcm / 32768, the training standardization and the\n"
+            "input quantization in one multiply-add)."
+        ),
+        comment=(
+            "// pcm: kFeatureClipSamples frames of kFeatureAudioChannels interleaved int16 samples at\n"
+            "// kFeatureSampleRate Hz, i.e. laid out [samples][channels] like the input tensor."
+        ),
+        parameter="const int16_t* pcm",
+        quantize="roundf(pcm[i] * kPcmToInputScale + kPcmToInputOffset))",
+    ),
+}
+
+
+def readme_text(*, ops: Sequence[str], arena_bytes: int, model_bytes: int, frontend: str = "log_mel") -> str:
+    """The bundle's README.md; ``frontend`` is the front-end kind (``FRONTEND_KINDS``)."""
+    text = _README_INPUT[frontend_kind({"kind": frontend})]
     return f"""# tfasc int8 model for TensorFlow Lite Micro
 
 Files: `model_int8.tflite` ({model_bytes} bytes), `model_data.cc/.h` (the same bytes as a
 16-byte aligned C array), `ops.h` (resolver with the {len(set(ops))} ops used: {', '.join(sorted(set(ops)))}),
 `model_config.h` (arena size {arena_bytes} bytes, input shape and quantization, class names,
-feature parameters).
+{text['config']}).
 
-Input: int8 `[1, freq, time, channels]` features, quantized with `kInputScale` / `kInputZeroPoint`.
+{text['input']}
 Output: int8 logits, one per class in `kClassNames`.
 
 ```cpp
@@ -291,9 +429,8 @@ Output: int8 logits, one per class in `kClassNames`.
 
 alignas(16) static uint8_t tensor_arena[kTensorArenaSize];
 
-// features: log-mel values laid out [freq][time][channels], computed with the kFeature* parameters
-// of model_config.h and standardized like in training (see kFeatureStandardizeMean / Std if present).
-int Classify(const float* features) {{
+{text['comment']}
+int Classify({text['parameter']}) {{
   const tflite::Model* model = tflite::GetModel(g_model_data);
   static TfascOpResolver resolver;
   if (TfascRegisterOps(resolver) != kTfLiteOk) return -1;
@@ -303,7 +440,7 @@ int Classify(const float* features) {{
   TfLiteTensor* input = interpreter.input(0);
   const int count = input->bytes;  // int8: one byte per value
   for (int i = 0; i < count; ++i) {{
-    int q = static_cast<int>(roundf(features[i] / kInputScale)) + kInputZeroPoint;
+    int q = static_cast<int>({text['quantize']};
     input->data.int8[i] = static_cast<int8_t>(q < -128 ? -128 : (q > 127 ? 127 : q));
   }}
   if (interpreter.Invoke() != kTfLiteOk) return -1;
@@ -322,22 +459,13 @@ TFLite Micro Python interpreter when this bundle was made.
 """
 
 
-def _write_all(directory: Path, files: Mapping[str, bytes | str]) -> None:
-    for name, content in files.items():
-        path = directory / name
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content, encoding="utf-8")
-
-
 def write_bundle(
     out_dir: str | os.PathLike,
     tflite_int8: bytes,
     *,
     arena_bytes: int,
     input_details: Mapping[str, Any],
-    feature_params: Mapping[str, Any],
+    frontend: Mapping[str, Any],
     ops: Sequence[str],
     class_names: Sequence[str],
     output_details: Mapping[str, Any] | None = None,
@@ -349,8 +477,11 @@ def write_bundle(
         arena_bytes: tensor-arena bytes (``tfasc.deploy.tflm.arena_bytes_used``); rounded up to 16.
         input_details: ``shape`` and ``quantization`` (scale, zero point), as
             ``tf.lite.Interpreter.get_input_details()[0]`` gives them.
-        feature_params: feature-extraction parameters (sample rate, n_fft, hop, mels, ...).
-        ops: builtin op names (``tfasc.deploy.convert.ops_used``).
+        frontend: the model's front end, ``{"kind": "log_mel" | "waveform", ...}``: for log-mel
+            the feature parameters (sample rate, clip seconds, audio channels, n_fft, hop, mels,
+            standardize mean/std, ...); for waveform ``sample_rate``, ``clip_seconds``,
+            ``audio_channels`` and optionally ``standardize_mean`` / ``standardize_std``.
+        ops: builtin op names (``tfasc.deploy.flatbuffer.ops_used``).
         class_names: output class names, in output order.
         output_details: like ``input_details`` for the output; read from the flatbuffer if omitted.
     """
@@ -373,28 +504,18 @@ def write_bundle(
             arena_bytes=arena,
             input_details=input_details,
             output_details=output_details,
-            feature_params=feature_params,
+            frontend=frontend,
             class_names=class_names,
         ),
-        "README.md": readme_text(ops=ops, arena_bytes=arena, model_bytes=len(tflite_int8)),
+        "README.md": readme_text(
+            ops=ops, arena_bytes=arena, model_bytes=len(tflite_int8), frontend=frontend_kind(frontend)
+        ),
     }
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
-    try:
-        _write_all(staging, files)
-        if out.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.rename(out, retired / out.name)  # move aside first: rename cannot replace a non-empty dir
-            try:
-                os.rename(staging, out)
-            except BaseException:
-                os.rename(retired / out.name, out)  # put the old bundle back
-                raise
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.rename(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    with atomic_path(out, directory=True) as staging:
+        for name, content in files.items():
+            if isinstance(content, bytes):
+                (staging / name).write_bytes(content)
+            else:
+                (staging / name).write_text(content, encoding="utf-8")
     return out

@@ -1,7 +1,9 @@
-"""Keras model -> TFLite flatbuffer, its op list, and a reference run with ``tf.lite.Interpreter``.
+"""Keras model -> TFLite flatbuffer, and a reference run with ``tf.lite.Interpreter``.
 
-Models take ``[batch, freq, time, channels]`` float features and return logits; the flatbuffers
-take one example at a time (``[1, freq, time, channels]``).
+Models take ``[batch, freq, time, channels]`` float features (``[batch, samples, channels]``
+waveforms for waveform models) and return logits; the flatbuffers take one example at a time
+(``[1, ...]``). What a flatbuffer contains (op list, full-integer check, weight storage) is read by
+``tfasc.deploy.flatbuffer``.
 
 ``kind="int8"`` is full-integer: int8 input and output tensors and only ``TFLITE_BUILTINS_INT8``
 ops, what TFLite Micro runs on a Cortex-M. A QAT model (``tfasc.compress.qat``) carries its own
@@ -19,19 +21,13 @@ import numpy as np
 import tfasc  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 import tensorflow as tf
 import tf_keras as keras
-from tensorflow.lite.python import schema_py_generated as tflite_schema
 
+# check_builtin_only is re-exported: callers convert and check in one import.
+from tfasc.deploy.flatbuffer import check_builtin_only, check_full_integer  # noqa: F401
 from tfasc.deploy.native import quiet_native_stderr
 
 TFLiteKind = Literal["int8", "float16", "float32"]
 _KINDS = ("int8", "float16", "float32")
-
-#: BuiltinOperator enum value -> name ("CONV_2D", ...), read from the schema TensorFlow ships.
-BUILTIN_OP_NAMES: dict[int, str] = {
-    value: name
-    for name, value in vars(tflite_schema.BuiltinOperator).items()
-    if not name.startswith("_") and isinstance(value, int)
-}
 
 
 def _is_quantization_aware(model: keras.Model) -> bool:
@@ -49,6 +45,20 @@ def _representative_dataset(batches: Iterable[np.ndarray]):
     return generate
 
 
+def _one_example_function(model: keras.Model):
+    """The model's inference graph for one example (batch fixed at 1), as a concrete function.
+
+    The flatbuffers take one example at a time anyway; a static batch lets the converter fold shape
+    arithmetic that a dynamic batch keeps at run time. A Keras ``Reshape`` reads the batch size with
+    ``tf.shape``: traced with ``None`` it becomes SHAPE, STRIDED_SLICE and PACK ops in front of the
+    RESHAPE, traced with 1 a constant RESHAPE. Outputs are identical either way.
+    """
+    if len(model.inputs) != 1:
+        raise ValueError(f"model {model.name!r} has {len(model.inputs)} inputs: expected one")
+    spec = tf.TensorSpec([1, *model.inputs[0].shape[1:]], model.inputs[0].dtype)
+    return tf.function(lambda x: model(x, training=False), autograph=False).get_concrete_function(spec)
+
+
 def to_tflite(
     model: keras.Model,
     *,
@@ -58,15 +68,15 @@ def to_tflite(
     """Convert ``model`` to a TFLite flatbuffer.
 
     Args:
-        model: float or QAT model, ``[batch, freq, time, channels]`` -> logits.
+        model: float or QAT model with one input, ``[batch, ...]`` -> logits.
         kind: ``"int8"`` (full integer, int8 in/out, builtin int8 ops only), ``"float16"``
             (float16 weights, float compute) or ``"float32"``.
-        representative_data: iterable of ``[1, freq, time, channels]`` float32 batches; required
+        representative_data: iterable of ``[1, ...]`` float32 input batches; required
             for int8 conversion of a model that is not quantization-aware, optional otherwise.
     """
     if kind not in _KINDS:
         raise ValueError(f"kind={kind!r}: expected one of {_KINDS}")
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([_one_example_function(model)], model)
     if kind == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
@@ -94,91 +104,6 @@ def to_tflite(
     if kind == "int8":
         check_full_integer(tflite_bytes)
     return tflite_bytes
-
-
-def _model_object(tflite_bytes: bytes) -> tflite_schema.Model:
-    if not isinstance(tflite_bytes, (bytes, bytearray)) or len(tflite_bytes) < 8:
-        raise ValueError("expected the bytes of a .tflite flatbuffer")
-    if bytes(tflite_bytes[4:8]) != b"TFL3":
-        raise ValueError(f"not a TFLite flatbuffer: identifier {bytes(tflite_bytes[4:8])!r}, expected b'TFL3'")
-    return tflite_schema.Model.GetRootAsModel(tflite_bytes, 0)
-
-
-def _op_code_name(op_code: tflite_schema.OperatorCode) -> str:
-    # Codes above 127 live in BuiltinCode; older files only fill DeprecatedBuiltinCode.
-    code = max(op_code.BuiltinCode(), op_code.DeprecatedBuiltinCode())
-    if code == tflite_schema.BuiltinOperator.CUSTOM:
-        custom = op_code.CustomCode()
-        return "CUSTOM:" + (custom.decode() if custom else "?")
-    return BUILTIN_OP_NAMES.get(code, f"UNKNOWN_{code}")
-
-
-def ops_used(tflite_bytes: bytes) -> list[str]:
-    """Sorted names of the operators the model's graphs actually invoke (``"CONV_2D"``, ...).
-
-    Read from the flatbuffer with the schema module TensorFlow ships; custom ops read
-    ``"CUSTOM:<name>"``. Operator codes listed but never invoked are not returned.
-    """
-    model = _model_object(tflite_bytes)
-    names = set()
-    for s in range(model.SubgraphsLength()):
-        subgraph = model.Subgraphs(s)
-        for o in range(subgraph.OperatorsLength()):
-            names.add(_op_code_name(model.OperatorCodes(subgraph.Operators(o).OpcodeIndex())))
-    return sorted(names)
-
-
-def check_builtin_only(tflite_bytes: bytes, *, allowed: Iterable[str] | None = None) -> list[str]:
-    """Return ``ops_used``; raise ``ValueError`` on a custom/unknown op or one outside ``allowed``."""
-    ops = ops_used(tflite_bytes)
-    bad = [op for op in ops if op.startswith(("CUSTOM:", "UNKNOWN_"))]
-    if allowed is not None:
-        allowed_set = set(allowed)
-        bad += [op for op in ops if op not in allowed_set and op not in bad]
-    if bad:
-        raise ValueError(f"the flatbuffer uses ops {bad} that are not allowed builtins (all ops: {ops})")
-    return ops
-
-
-#: Tensor types a full-integer model may compute with (int32 biases, shapes and axes included).
-_INTEGER_TENSOR_TYPES = {
-    tflite_schema.TensorType.INT8,
-    tflite_schema.TensorType.INT16,
-    tflite_schema.TensorType.INT32,
-    tflite_schema.TensorType.INT64,
-    tflite_schema.TensorType.BOOL,
-}
-_TENSOR_TYPE_NAMES = {v: k for k, v in vars(tflite_schema.TensorType).items() if not k.startswith("_")}
-
-
-def check_full_integer(tflite_bytes: bytes) -> None:
-    """Raise ``ValueError`` unless every operator reads and writes only integer tensors.
-
-    This is what ``TFLITE_BUILTINS_INT8`` promises; checked on the result so that it also holds
-    when the converter could not be given that flag (QAT without representative data).
-    """
-    model = _model_object(tflite_bytes)
-    offenders = []
-    for s in range(model.SubgraphsLength()):
-        subgraph = model.Subgraphs(s)
-        for o in range(subgraph.OperatorsLength()):
-            op = subgraph.Operators(o)
-            indices = [op.Inputs(i) for i in range(op.InputsLength())]
-            indices += [op.Outputs(i) for i in range(op.OutputsLength())]
-            for t in indices:
-                if t < 0:  # optional input left out
-                    continue
-                tensor = subgraph.Tensors(t)
-                if tensor.Type() not in _INTEGER_TENSOR_TYPES:
-                    name = _op_code_name(model.OperatorCodes(op.OpcodeIndex()))
-                    offenders.append(f"{name}:{tensor.Name().decode()}({_TENSOR_TYPE_NAMES.get(tensor.Type())})")
-    if offenders:
-        raise ValueError(
-            f"not a full-integer model; float tensors at: {', '.join(offenders[:10])}. A QAT model "
-            "with normalizations TF-MOT does not fold (BatchNorm after a shared conv, sub-spectral "
-            "normalization) needs representative_data so the converter can calibrate their "
-            "multiply/add constants"
-        )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -248,7 +173,7 @@ def run_tflite_raw(tflite_bytes: bytes, inputs: np.ndarray, *, reference_kernels
     """Invoke the model once per example of ``inputs`` (already in the input tensor's dtype).
 
     Args:
-        inputs: ``[n, freq, time, channels]`` in the model's input dtype (int8 for int8 models).
+        inputs: ``[n, ...]`` in the model's input layout and dtype (int8 for int8 models).
         reference_kernels: use TFLite's reference kernels (``BUILTIN_REF``), the ones TFLite Micro
             matches bit for bit; ``False`` uses the optimized kernels.
 
@@ -273,7 +198,7 @@ def run_tflite_raw(tflite_bytes: bytes, inputs: np.ndarray, *, reference_kernels
 
 
 def run_tflite(tflite_bytes: bytes, features: np.ndarray, *, reference_kernels: bool = True) -> np.ndarray:
-    """Float ``[n, freq, time, channels]`` features -> float ``[n, classes]`` outputs.
+    """Float ``[n, ...]`` model inputs -> float ``[n, classes]`` outputs.
 
     Quantizes the input with the input tensor's scale/zero point and dequantizes the output,
     so int8 and float models are called the same way.

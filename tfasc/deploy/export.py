@@ -1,32 +1,26 @@
 """Export a trained model: int8 / float16 / float32 TFLite, TFLite Micro verification, int8
 evaluation, size and cost profile, and the Cortex-M bundle. Reads models; never trains.
 
-Inputs are standardized features ``[n, freq, time, channels]`` exactly as the model saw them in
-training; the bundle's ``model_config.h`` records the feature parameters and the standardization so
-the device can reproduce them.
+Inputs are standardized model inputs exactly as the model saw them in training: features
+``[n, freq, time, channels]`` or waveforms ``[n, samples, channels]``; the bundle's
+``model_config.h`` records the front end (feature parameters or the PCM-to-input conversion) and
+the standardization so the device can reproduce them.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from tfasc import metrics as metric_fns
-from tfasc.deploy import bundle, convert, profile, tflm
+from tfasc.deploy import bundle, convert, flatbuffer, profile, tflm
+from tfasc.files import write_atomic
 
 INT8_FILE = "model_int8.tflite"
 FLOAT16_FILE = "model_float16.tflite"
 FLOAT32_FILE = "model_float32.tflite"
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path
 
 
 def kernel_sharing(model, tflite_int8: bytes) -> dict[str, Any]:
@@ -36,7 +30,7 @@ def kernel_sharing(model, tflite_int8: bytes) -> dict[str, Any]:
     that folds a different BatchNorm into each use of a shared convolution stores one copy per use.
     """
     kernels = profile.distinct_kernels(model)
-    stored = profile.kernel_buffers(tflite_int8)
+    stored = flatbuffer.kernel_buffers(tflite_int8)
     once = stored["buffers"] <= kernels
     text = (
         f"The int8 flatbuffer stores {stored['buffers']} weight buffers ({stored['bytes']:,} bytes) for "
@@ -60,7 +54,7 @@ def export_model(
     eval_targets: np.ndarray,
     class_names: Sequence[str],
     multi_label: bool,
-    feature_params: dict[str, Any],
+    frontend: Mapping[str, Any],
     clip_seconds: float,
     out_dir: Path,
     verify_examples: int,
@@ -77,6 +71,9 @@ def export_model(
             the trained float model before any export rewrite.
         representative: ``[n, ...]`` standardized training inputs for int8 calibration.
         eval_inputs, eval_targets: standardized evaluation inputs and their one-/multi-hot targets.
+        frontend: the model's front end for ``model_config.h``, ``{"kind": "log_mel", ...feature
+            parameters}`` or ``{"kind": "waveform", "sample_rate", "clip_seconds",
+            "audio_channels", "standardize_mean", "standardize_std"}`` (see ``tfasc.deploy.bundle``).
         out_dir: the run directory; the bundle goes to ``out_dir/deploy``.
     """
     out_dir = Path(out_dir)
@@ -84,7 +81,7 @@ def export_model(
     int8 = convert.to_tflite(int8_source, kind="int8", representative_data=calibration)
     float16 = convert.to_tflite(float_model, kind="float16")
     float32 = convert.to_tflite(float_model, kind="float32")
-    ops = convert.check_builtin_only(int8)
+    ops = flatbuffer.check_builtin_only(int8)
 
     input_q, output_q = convert.io_quantization(int8)
     verify_inputs = input_q.quantize(eval_inputs[:verify_examples])
@@ -115,12 +112,12 @@ def export_model(
         arena_bytes=arena_used,
         input_details={"shape": input_q.shape, "quantization": (input_q.scale, input_q.zero_point)},
         output_details={"shape": output_q.shape, "quantization": (output_q.scale, output_q.zero_point)},
-        feature_params=feature_params,
+        frontend=frontend,
         ops=ops,
         class_names=class_names,
     )
-    write_bytes_atomic(out_dir / FLOAT16_FILE, float16)
-    write_bytes_atomic(out_dir / FLOAT32_FILE, float32)
+    write_atomic(out_dir / FLOAT16_FILE, float16)
+    write_atomic(out_dir / FLOAT32_FILE, float32)
 
     complexity = profile.profile_model(profiled_model or float_model, clip_seconds=clip_seconds, tflite_int8=int8)
     return {

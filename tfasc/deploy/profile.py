@@ -3,23 +3,25 @@
 Conventions (stated in every report so numbers are comparable):
 
 - Parameters: every weight of the float model (trainable and not, BatchNorm statistics included),
-  each variable counted once however many times its layer is called (shared layers, Kim et al.
-  section 3), pruning/QAT bookkeeping variables (masks, thresholds, quantizer ranges) excluded.
+  each variable counted once however many times its layer is called (shared layers, section 2.1
+  of 'QTI Submission to DCASE 2020: Model Efficient Acoustic Scene Classification', DCASE 2020 Task
+  1B technical report, entry Chang_QTI_task1b), pruning/QAT bookkeeping variables (masks,
+  thresholds, quantizer ranges) excluded.
 - Model size, DCASE 2020 Task 1B rule: non-zero parameters x bits per parameter (32/16/8),
   in bytes and KB (1 KB = 1024 bytes, the DCASE convention).
-- MACs per inference: multiply-accumulates of Conv2D, DepthwiseConv2D and Dense, per call, so a
-  layer called N times counts N times. BatchNorm, activations, pooling, adds and the feature
-  extraction are not counted. Zeros from pruning are counted (dense kernels on a Cortex-M).
-  A custom layer can report its own MACs with ``count_macs(input_shape) -> int``; any other
-  custom layer that owns kernels is listed in ``uncounted_layers``.
+- MACs per inference: multiply-accumulates of every kernel layer (``tfasc.compress.kernels``:
+  Conv1D/2D, depthwise, separable and transposed convolutions, Dense; a tfasc layer's own
+  ``count_macs`` from its contract), per call, so a layer called N times counts N times.
+  BatchNorm, activations, pooling, adds and the feature extraction are not counted. Zeros from
+  pruning are counted (dense kernels on a Cortex-M). A layer that owns weights and is neither in
+  the kernel table nor declares a contract is an error naming it, never left uncounted.
 
-Models take ``[batch, freq, time, channels]`` features.
+Models take ``[batch, freq, time, channels]`` features or ``[batch, samples, channels]`` waveforms.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from typing import Any
 
 import numpy as np
@@ -27,15 +29,15 @@ import numpy as np
 import tfasc  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 import tensorflow as tf
 import tf_keras as keras
-from tensorflow.lite.python import schema_py_generated as tflite_schema
+
+# The flatbuffer analyses live in tfasc.deploy.flatbuffer; kernel_buffers is re-exported for the
+# callers that still read it from here.
+from tfasc.deploy.flatbuffer import flatbuffer_storage, kernel_buffers  # noqa: F401
+
+from tfasc.compress.graph import ModelGraph
+from tfasc.compress.kernels import inner_layer, kernels_of, layer_macs
 
 DCASE_BITS = (32, 16, 8)
-
-
-def _inner_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
-    while isinstance(layer, keras.layers.Wrapper):
-        layer = layer.layer
-    return layer
 
 
 def model_variables(model: keras.Model) -> list[tf.Variable]:
@@ -43,7 +45,7 @@ def model_variables(model: keras.Model) -> list[tf.Variable]:
     seen: set[int] = set()
     found = []
     for layer in model.layers:
-        for variable in _inner_layer(layer).weights:
+        for variable in inner_layer(layer).weights:
             if id(variable) not in seen:
                 seen.add(id(variable))
                 found.append(variable)
@@ -86,23 +88,6 @@ def _shape_tuple(shape: Any) -> tuple[int, ...]:
     return tuple(int(d) if d is not None else 1 for d in shape.as_list())
 
 
-def _conv_macs(layer: keras.layers.Layer, output_shape: tuple[int, ...]) -> int:
-    kernel = layer.kernel.shape  # [kh, kw, in/groups, out]
-    spatial = int(np.prod(output_shape[1:-1]))
-    return spatial * int(output_shape[-1]) * int(kernel[0]) * int(kernel[1]) * int(kernel[2])
-
-
-def _depthwise_macs(layer: keras.layers.Layer, output_shape: tuple[int, ...]) -> int:
-    kernel = layer.depthwise_kernel.shape  # [kh, kw, channels, multiplier]
-    spatial = int(np.prod(output_shape[1:-1]))
-    return spatial * int(output_shape[-1]) * int(kernel[0]) * int(kernel[1])
-
-
-def _dense_macs(layer: keras.layers.Layer, output_shape: tuple[int, ...]) -> int:
-    fan_in = int(layer.kernel.shape[0])
-    return int(np.prod(output_shape[1:])) * fan_in
-
-
 def _node_shapes(node) -> tuple[tuple[int, ...], tuple[int, ...]]:
     inputs = tf.nest.flatten(node.input_tensors)
     outputs = tf.nest.flatten(node.output_tensors)
@@ -115,145 +100,34 @@ class MacCount:
 
     Attributes:
         macs: total over all counted layer calls.
-        per_call: ``(layer name, MACs)`` per call, in graph order (a shared layer appears N times).
-        uncounted_layers: custom layers owning kernels whose MACs are unknown (not in ``macs``).
+        per_call: ``(layer name, MACs)`` per call with MACs, in graph order (a shared layer
+            appears N times).
     """
 
     macs: int
     per_call: tuple[tuple[str, int], ...]
-    uncounted_layers: tuple[str, ...]
 
 
 def count_macs(model: keras.Model) -> MacCount:
-    """MACs of one inference of ``model`` (batch 1); see the module docstring for what counts."""
-    per_call: list[tuple[str, int]] = []
-    uncounted: list[str] = []
-    model_nodes = set(model._network_nodes)  # the nodes of this model, not of other models
-    for layer in model.layers:
-        inner = _inner_layer(layer)
-        kind = type(inner)
-        for index, node in enumerate(layer._inbound_nodes):
-            if model._network_nodes and f"{layer.name}_ib-{index}" not in model_nodes:
-                continue
-            input_shape, output_shape = _node_shapes(node)
-            if kind is keras.layers.Conv2D:
-                macs = _conv_macs(inner, output_shape)
-            elif kind is keras.layers.DepthwiseConv2D:
-                macs = _depthwise_macs(inner, output_shape)
-            elif kind is keras.layers.Dense:
-                macs = _dense_macs(inner, output_shape)
-            elif hasattr(inner, "count_macs"):
-                macs = int(inner.count_macs(input_shape))
-            else:
-                # Normalization statistics ([S, C] in sub-spectral normalization) are not kernels.
-                owns_kernels = any("kernel" in w.name for w in inner.weights)
-                if owns_kernels and inner.name not in uncounted:
-                    uncounted.append(inner.name)
-                continue
-            per_call.append((inner.name, macs))
-    return MacCount(macs=sum(m for _, m in per_call), per_call=tuple(per_call), uncounted_layers=tuple(uncounted))
+    """MACs of one inference of ``model`` (batch 1); see the module docstring for what counts.
 
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class FlatbufferStorage:
-    """Constant (weight) storage of a TFLite flatbuffer.
-
-    Attributes:
-        constant_tensors: tensors backed by a non-empty buffer.
-        buffers: distinct non-empty buffers those tensors point to (the converter de-duplicates
-            identical read-only buffers).
-        stored_bytes: bytes of those distinct buffers: what flash holds.
-        referenced_bytes: bytes summed per constant tensor (> stored_bytes when tensors share a
-            buffer).
-        identical_copy_bytes: bytes in buffers whose content equals an earlier buffer's; a
-            shared kernel stored once per repeat shows up here.
+    Raises:
+        tfasc.compress.kernels.UndeclaredLayerError: a layer owns weights but its MACs are unknown.
     """
-
-    constant_tensors: int
-    buffers: int
-    stored_bytes: int
-    referenced_bytes: int
-    identical_copy_bytes: int
-
-
-def _buffer_bytes(tflite_bytes: bytes, buffer: tflite_schema.Buffer) -> bytes:
-    if buffer.DataLength():
-        return buffer.DataAsNumpy().tobytes()
-    if buffer.Offset() > 1:  # models over 2 GB keep data after the flatbuffer
-        return bytes(tflite_bytes[buffer.Offset(): buffer.Offset() + buffer.Size()])
-    return b""
-
-
-KERNEL_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+    per_call: list[tuple[str, int]] = []
+    for node in ModelGraph(model).nodes:  # the nodes of this model, not of other models
+        if node.is_input:
+            continue
+        input_shape, output_shape = _node_shapes(node)
+        macs = layer_macs(node.layer, input_shape, output_shape)
+        if macs:
+            per_call.append((inner_layer(node.layer).name, macs))
+    return MacCount(macs=sum(m for _, m in per_call), per_call=tuple(per_call))
 
 
 def distinct_kernels(model: keras.Model) -> int:
-    """Distinct kernel variables of Conv2D / DepthwiseConv2D / Dense layers (a shared layer once)."""
-    kernels = {
-        id(inner.depthwise_kernel if isinstance(inner, keras.layers.DepthwiseConv2D) else inner.kernel)
-        for layer in model.layers
-        for inner in [_inner_layer(layer)]
-        if type(inner) in (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
-    }
-    return len(kernels)
-
-
-def kernel_buffers(tflite_bytes: bytes) -> dict[str, int]:
-    """How the flatbuffer stores the weights of its CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED ops.
-
-    ``operators``: ops with a weight tensor; ``buffers``: distinct buffers those weights live in
-    (a shared kernel stored once serves several ops from one buffer); ``bytes``: their size.
-    """
-    from tfasc.deploy.convert import BUILTIN_OP_NAMES
-
-    model = tflite_schema.Model.GetRootAsModel(bytes(tflite_bytes), 0)
-    codes = [max(model.OperatorCodes(i).BuiltinCode(), model.OperatorCodes(i).DeprecatedBuiltinCode())
-             for i in range(model.OperatorCodesLength())]
-    operators, buffers = 0, {}
-    for s in range(model.SubgraphsLength()):
-        subgraph = model.Subgraphs(s)
-        for o in range(subgraph.OperatorsLength()):
-            op = subgraph.Operators(o)
-            if BUILTIN_OP_NAMES.get(codes[op.OpcodeIndex()]) not in KERNEL_OPS or op.InputsLength() < 2:
-                continue
-            operators += 1
-            index = subgraph.Tensors(op.Inputs(1)).Buffer()
-            buffers[index] = len(_buffer_bytes(tflite_bytes, model.Buffers(index)))
-    return {"operators": operators, "buffers": len(buffers), "bytes": sum(buffers.values())}
-
-
-def flatbuffer_storage(tflite_bytes: bytes) -> FlatbufferStorage:
-    """What the flatbuffer stores for constant tensors; see ``FlatbufferStorage``."""
-    model = tflite_schema.Model.GetRootAsModel(bytes(tflite_bytes), 0)
-    buffer_data: dict[int, bytes] = {}
-    constant_tensors = referenced = 0
-    for s in range(model.SubgraphsLength()):
-        subgraph = model.Subgraphs(s)
-        for t in range(subgraph.TensorsLength()):
-            index = subgraph.Tensors(t).Buffer()
-            if index == 0:  # buffer 0 is the empty sentinel
-                continue
-            if index not in buffer_data:
-                buffer_data[index] = _buffer_bytes(tflite_bytes, model.Buffers(index))
-            data = buffer_data[index]
-            if data:
-                constant_tensors += 1
-                referenced += len(data)
-    non_empty = {i: d for i, d in buffer_data.items() if d}
-    seen_digests: set[bytes] = set()
-    identical = 0
-    for index in sorted(non_empty):
-        digest = hashlib.sha256(non_empty[index]).digest()
-        if digest in seen_digests:
-            identical += len(non_empty[index])
-        seen_digests.add(digest)
-    return FlatbufferStorage(
-        constant_tensors=constant_tensors,
-        buffers=len(non_empty),
-        stored_bytes=sum(len(d) for d in non_empty.values()),
-        referenced_bytes=referenced,
-        identical_copy_bytes=identical,
-    )
+    """Distinct kernel variables of the model's kernel layers (a shared layer once)."""
+    return len({id(kernel) for layer in model.layers for kernel in kernels_of(layer)})
 
 
 def profile_model(
@@ -280,11 +154,11 @@ def profile_model(
         "macs_per_second_of_audio": macs.macs / clip_seconds,
         "clip_seconds": clip_seconds,
         "macs_per_call": [{"layer": name, "macs": m} for name, m in macs.per_call],
-        "uncounted_layers": list(macs.uncounted_layers),
         "conventions": (
             "params: all weights incl. BatchNorm statistics, shared variables once; size: non-zero "
-            "params x bits (DCASE 2020 1B), KB = 1024 bytes; MACs: Conv2D/DepthwiseConv2D/Dense per "
-            "call (shared layers once per call), BN/activations/pooling/adds not counted"
+            "params x bits (DCASE 2020 1B), KB = 1024 bytes; MACs: every kernel layer (convolutions, "
+            "Dense, tfasc layers' own counts) per call (shared layers once per call), "
+            "BN/activations/pooling/adds/feature extraction not counted"
         ),
     }
     if tflite_int8 is not None:

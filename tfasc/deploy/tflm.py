@@ -1,8 +1,9 @@
 """Run an int8 flatbuffer in the real TensorFlow Lite Micro interpreter, check it, size its arena.
 
 Uses the ``tflite-micro`` Python package (``tflite_micro.python.tflite_micro.runtime``), the same
-C++ kernels a Cortex-M build compiles (reference kernels). Inputs are
-``[n, freq, time, channels]`` int8 arrays, invoked one example (``[1, ...]``) at a time.
+C++ kernels a Cortex-M build compiles (reference kernels). Inputs are int8 arrays in the model's
+input layout (``[n, freq, time, channels]`` features or ``[n, samples, channels]`` waveforms),
+invoked one example (``[1, ...]``) at a time.
 
 TFLite Micro matches ``tf.lite.Interpreter`` bit for bit only against TFLite's reference kernels
 (``OpResolverType.BUILTIN_REF``); the optimized kernels may differ by one LSB.
@@ -38,7 +39,7 @@ def run_tflm(tflite_bytes: bytes, inputs: np.ndarray, *, arena_size: int | None 
     """Invoke TFLite Micro once per example; ``inputs`` in the input tensor's dtype.
 
     Args:
-        inputs: ``[n, freq, time, channels]`` (int8 for an int8 model).
+        inputs: ``[n, ...]`` in the model's input layout (int8 for an int8 model).
         arena_size: tensor arena bytes; ``None`` lets the runtime use 10x the model size.
 
     Returns:

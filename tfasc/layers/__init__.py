@@ -1,5 +1,9 @@
-"""Keras layers of tfasc (tf_keras), each registered for ``.keras`` round trips under package ``tfasc``."""
+"""Keras layers of tfasc (tf_keras), each registered for ``.keras`` round trips under package ``tfasc``.
 
+Every layer declares its compression and deployment contract in its class
+(:class:`tfasc.layers.contract.LayerContract`).
+"""
+
+from tfasc.layers.contract import LayerContract  # noqa: F401
 from tfasc.layers.frontend import LogMelSpectrogram  # noqa: F401
 from tfasc.layers.normalization import SubSpectralNormalization  # noqa: F401
-from tfasc.layers.residual import ResidualBlock, SharedResidualBlock  # noqa: F401

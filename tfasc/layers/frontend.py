@@ -6,8 +6,8 @@ features of the training pipeline and for this layer.
 
 Layouts: input ``[batch, samples]`` (mono) or ``[batch, samples, channels]``; output
 ``[batch, n_mels, frames, channels]`` (the ``[batch, freq, time, channels]`` layout of tfasc
-models). 256 log-mel bands of stereo 48 kHz scenes are the input of Kim et al., "SSN with shared
-residual and FreqMix", Sec. 6.1; ``channel_mode="mid_side"`` is the average/difference
+models). 256 log-mel bands of stereo 48 kHz scenes are the input of the DCASE 2020 Task 1B
+report of entry Chang_QTI_task1b, Sec. 6.1; ``channel_mode="mid_side"`` is the average/difference
 representation of Wu & Lee, "Searching for efficient network architectures for ASC", Sec. 4.2.
 """
 
@@ -19,75 +19,38 @@ import tensorflow as tf  # the tfasc package __init__ has set TF_USE_LEGACY_KERA
 import tf_keras as keras
 
 from tfasc.data import features
+from tfasc.layers.contract import LayerContract
 
 
 @keras.saving.register_keras_serializable(package="tfasc")
-class LogMelSpectrogram(keras.layers.Layer):
+class LogMelSpectrogram(LayerContract, keras.layers.Layer):
     """Log-mel spectrogram in dB of a waveform batch, matching librosa (see ``features``).
 
     Input ``[batch, samples]`` or ``[batch, samples, channels]`` float in [-1, 1]; output
     ``[batch, n_mels, frames, channels]`` float32, ``frames = features.num_frames(samples, ...)``
     and ``channels`` 1 for mono input or ``channel_mode="mono"``. No weights; always
-    ``trainable=False``. Arguments are those of ``features.log_mel_spectrogram``.
+    ``trainable=False``. Arguments: ``sample_rate`` and the fields of ``features.LogMelParams``.
     """
 
-    def __init__(
-        self,
-        *,
-        sample_rate: float,
-        n_fft: int = 2048,
-        win_length: Optional[int] = None,
-        hop_length: int = 512,
-        window: str = "hann",
-        center: bool = True,
-        pad_mode: str = "constant",
-        n_mels: int = 128,
-        fmin: float = 0.0,
-        fmax: Optional[float] = None,
-        power: float = 2.0,
-        amin: float = 1e-10,
-        top_db: Optional[float] = 80.0,
-        channel_mode: str = "keep",
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, sample_rate: float, **kwargs: Any) -> None:
+        # Log-mel arguments (defaults in ``features.LogMelParams``) and Keras layer arguments.
+        params = {name: kwargs.pop(name) for name in features.LogMelParams.names() if name in kwargs}
         kwargs["trainable"] = False  # a fixed transform: nothing to train, whatever a config says
         super().__init__(**kwargs)
         self.sample_rate = sample_rate
-        self.n_fft = n_fft
-        self.win_length = win_length
-        self.hop_length = hop_length
-        self.window = window
-        self.center = center
-        self.pad_mode = pad_mode
-        self.n_mels = n_mels
-        self.fmin = fmin
-        self.fmax = fmax
-        self.power = power
-        self.amin = amin
-        self.top_db = top_db
-        self.channel_mode = channel_mode
-        features.check_log_mel_parameters(**self._feature_arguments())  # fail here, not at a call
+        self.params = features.LogMelParams(**params)
+        self.params.check(sample_rate)  # fail here, not at a call
 
-    def _feature_arguments(self) -> dict[str, Any]:
-        return {
-            "sample_rate": self.sample_rate,
-            "n_fft": self.n_fft,
-            "win_length": self.win_length,
-            "hop_length": self.hop_length,
-            "window": self.window,
-            "center": self.center,
-            "pad_mode": self.pad_mode,
-            "n_mels": self.n_mels,
-            "fmin": self.fmin,
-            "fmax": self.fmax,
-            "power": self.power,
-            "amin": self.amin,
-            "top_db": self.top_db,
-            "channel_mode": self.channel_mode,
-        }
+    # Contract (tfasc.layers.contract): the float front-end (RFFT, log), in front of the int8 graph;
+    # QAT refuses it. No kernels, and feature extraction is not counted in MACs.
+    kernel_attributes = ()
+    in_int8_graph = False
+
+    def count_macs(self, input_shape, output_shape) -> int:
+        return 0
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
-        return features.log_mel_spectrogram(inputs, **self._feature_arguments(), batched=True)
+        return features.log_mel_spectrogram(inputs, sample_rate=self.sample_rate, params=self.params, batched=True)
 
     def compute_output_shape(self, input_shape: Any) -> tf.TensorShape:
         input_shape = tf.TensorShape(input_shape)
@@ -101,16 +64,16 @@ class LogMelSpectrogram(keras.layers.Layer):
             None
             if samples is None
             else features.num_frames(
-                samples, n_fft=self.n_fft, hop_length=self.hop_length, center=self.center
+                samples, n_fft=self.params.n_fft, hop_length=self.params.hop_length, center=self.params.center
             )
         )
-        if input_shape.rank == 2 or self.channel_mode == "mono":
+        if input_shape.rank == 2 or self.params.channel_mode == "mono":
             channels = 1
         else:
             channels = input_shape[2]
-        return tf.TensorShape([input_shape[0], self.n_mels, frames, channels])
+        return tf.TensorShape([input_shape[0], self.params.n_mels, frames, channels])
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update(self._feature_arguments())
+        config.update({"sample_rate": self.sample_rate, **self.params.as_kwargs()})
         return config

@@ -1,4 +1,7 @@
-"""SubSpectral Normalization (Suh et al., DCASE 2020 Task 1B technical report, Sec. 2.2, Fig. 2).
+"""SubSpectral Normalization (SSN).
+
+As used in 'QTI Submission to DCASE 2020: Model Efficient Acoustic Scene Classification' (DCASE
+2020 Task 1B technical report, entry Chang_QTI_task1b), Sec. 2.2, Fig. 2.
 
 Features are laid out ``[batch, freq, time, channels]``. The frequency axis is split into ``S``
 contiguous sub-bands and every (sub-band, channel) pair is normalized with its own statistics,
@@ -12,11 +15,13 @@ import tfasc  # noqa: F401  (selects tf_keras before TensorFlow is imported)
 import tensorflow as tf
 import tf_keras as keras
 
+from tfasc.layers.contract import LayerContract
+
 AFFINE_MODES = ("shared", "per_band", "none")
 
 
 @keras.saving.register_keras_serializable(package="tfasc")
-class SubSpectralNormalization(keras.layers.Layer):
+class SubSpectralNormalization(LayerContract, keras.layers.Layer):
     """Batch normalization with separate statistics per frequency sub-band (paper Sec. 2.2).
 
     Input and output: ``[batch, freq, time, channels]``. ``freq`` must be divisible by
@@ -38,7 +43,14 @@ class SubSpectralNormalization(keras.layers.Layer):
     0 and 2, staying rank 4. Inference multiplies and adds ``[F, 1, C]`` tensors (per-band scale and
     offset repeated over each band's bins), which the TFLite converter folds to constants: the
     layer becomes MUL + ADD builtins, no rank-5 broadcast.
+
+    Contract (``tfasc.layers.contract``): no kernels (statistics and affine parameters, like a
+    BatchNormalization), no MACs counted (normalizations are not counted), an output-only
+    QuantizeConfig when QAT meets the layer itself, and an export form of stock layers
+    (:func:`sub_spectral_as_depthwise`) that converts to int8 DEPTHWISE_CONV_2D ops.
     """
+
+    kernel_attributes = ()
 
     def __init__(
         self,
@@ -169,9 +181,21 @@ class SubSpectralNormalization(keras.layers.Layer):
         decay = tf.cast(1.0 - self.momentum, variable.dtype)
         variable.assign_sub((variable - tf.cast(value, variable.dtype)) * decay)
 
-    def get_prunable_weights(self) -> list:
-        """Nothing to prune (like BatchNormalization); lets ``prune_low_magnitude`` wrap whole models."""
-        return []
+    def count_macs(self, input_shape, output_shape) -> int:
+        # A normalization: not counted, like BatchNormalization (tfasc.deploy.profile conventions).
+        return 0
+
+    def quantize_config(self):
+        from tfasc.layers.quantize_configs import OutputOnlyQuantizeConfig
+
+        # Left in place, only the output is quantized: the per-band multiply-add stays float
+        # between DEQUANTIZE/QUANTIZE unless representative data calibrates it; the export form
+        # avoids that.
+        return OutputOnlyQuantizeConfig()
+
+    def export_form(self, inputs, *, name: str, trainable: bool):
+        """The stock-layer form of this layer on ``inputs``: :func:`sub_spectral_as_depthwise`."""
+        return sub_spectral_as_depthwise(inputs, self, name=name, trainable=trainable)
 
     def compute_output_shape(self, input_shape):
         return tf.TensorShape(input_shape)
@@ -207,7 +231,7 @@ def sub_spectral_as_depthwise(
     QuantizeConfig and the converter emits only int8 STRIDED_SLICE, DEPTHWISE_CONV_2D and
     CONCATENATION; the MUL/ADD form of the layer stays float between DEQUANTIZE/QUANTIZE ops in a
     QAT model because its per-band scale is a computed tensor that carries no fake-quant (the same
-    idea as the notes' BatchNorm -> frozen depthwise replacement, per band). Layers are named
+    idea as the BatchNorm -> frozen depthwise replacement of ``tfasc.compress.export_form``, per band). Layers are named
     ``{name}_band{s}_crop``, ``{name}_band{s}_affine`` and ``{name}_concat``; the affine layers
     are frozen unless ``trainable``.
     """

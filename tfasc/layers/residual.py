@@ -1,21 +1,16 @@
-"""Residual blocks of the Shared-ResNet (Suh et al., DCASE 2020 Task 1B report, Sec. 2.1, Table 1, Fig. 1).
+"""Residual blocks of the Shared-ResNet, layout ``[batch, freq, time, channels]``.
 
-Features are laid out ``[batch, freq, time, channels]``.
+From 'QTI Submission to DCASE 2020: Model Efficient Acoustic Scene Classification' (DCASE 2020
+Task 1B technical report, entry Chang_QTI_task1b), Sec. 2.1, Table 1, Fig. 1.
 
-Two ways to build each block, on purpose:
-
-* Functional builders (:func:`residual_block`, :func:`shared_residual_block`) made only of stock
-  ``Conv2D`` / ``BatchNormalization`` / ``ReLU`` / ``Add`` layers (plus
-  :class:`~tfasc.layers.normalization.SubSpectralNormalization`). The shared block calls the SAME two
-  ``Conv2D`` objects ``repeats`` times with a fresh ``BatchNormalization`` per repeat. TF-MOT prunes
-  such a model as it is (one mask per shared kernel) and quantizes it once the per-repeat BNs are
-  annotated (see ``/work/shared/notes/tfmot-tflm-findings.md``, "Shared weights"), keeping pruning
-  sparsity under prune-preserving QAT. :mod:`tfasc.models.shared_resnet` uses these by default.
-* Layer classes (:class:`ResidualBlock`, :class:`SharedResidualBlock`) for the plain Keras API: one
-  object per block. They expose ``get_prunable_weights`` (the convolution kernels) so
-  ``tfmot.sparsity.keras.prune_low_magnitude`` accepts them, but QAT of a layer that owns its convs
-  needs a custom ``QuantizeConfig`` and then loses the pruning sparsity (same notes), which is why
-  the model does not use them by default.
+Functional builders (:func:`residual_block`, :func:`shared_residual_block`) made only of stock
+``Conv2D`` / ``BatchNormalization`` / ``ReLU`` / ``Add`` layers (plus
+:class:`~tfasc.layers.normalization.SubSpectralNormalization`). The shared block calls the SAME two
+``Conv2D`` objects ``repeats`` times with a fresh ``BatchNormalization`` per repeat. Measured on
+this stack: TF-MOT prunes such a model as it is (one mask per shared kernel) and quantizes it once
+the per-repeat BNs are annotated, keeping pruning sparsity under prune-preserving QAT. A layer class
+owning its convs would need a custom ``QuantizeConfig`` and then loses the pruning sparsity, which is
+why blocks are built functionally.
 
 Per-repeat BatchNormalization layers of a shared block are named ``{name}_bn_a_{i}`` and
 ``{name}_bn_b_{i}``; ``{name}_bn_b_{i}`` feeds the residual add, ``{name}_bn_a_{i}`` a ReLU.
@@ -75,11 +70,6 @@ def _check_kernel_sizes(kernel_sizes: Sequence[int], where: str) -> tuple[int, i
     if len(sizes) != 2 or min(sizes) < 1:
         raise ValueError(f"{where}: kernel_sizes must be two positive ints, got {kernel_sizes!r}")
     return sizes
-
-
-# --------------------------------------------------------------------------------------------
-# Functional builders (used by the model)
-# --------------------------------------------------------------------------------------------
 
 
 def residual_block(
@@ -161,187 +151,3 @@ def shared_residual_block(
         y = keras.layers.Add(name=f"{name}_add_{i}")([x, y])
         x = keras.layers.ReLU(name=f"{name}_out_{i}")(y)
     return x
-
-
-# --------------------------------------------------------------------------------------------
-# Layer classes (Keras API; prunable through get_prunable_weights)
-# --------------------------------------------------------------------------------------------
-
-
-@keras.saving.register_keras_serializable(package="tfasc")
-class ResidualBlock(keras.layers.Layer):
-    """An "RB" row of Table 1 as one layer; same computation as :func:`residual_block`.
-
-    Input ``[batch, freq, time, in_channels]`` -> output ``[batch, freq, time, filters]``.
-    ``conv k1 -> BN -> ReLU -> conv k2 -> SSN(S)`` (``normalization="ssn"``) or BN (``"bn"``), plus
-    the identity (or a 1x1 conv + BN projection when ``in_channels != filters``), then ReLU.
-    """
-
-    def __init__(
-        self,
-        filters: int,
-        kernel_sizes: Sequence[int] = (3, 3),
-        normalization: str = "ssn",
-        sub_bands: int = 2,
-        bn_momentum: float = 0.99,
-        bn_epsilon: float = 1e-3,
-        kernel_initializer=DEFAULT_KERNEL_INITIALIZER,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        if normalization not in NORMALIZATIONS:
-            raise ValueError(
-                f"ResidualBlock {self.name!r}: normalization must be one of {NORMALIZATIONS}, "
-                f"got {normalization!r}"
-            )
-        self.filters = int(filters)
-        self.kernel_sizes = _check_kernel_sizes(kernel_sizes, f"ResidualBlock {self.name!r}")
-        self.normalization = normalization
-        self.sub_bands = int(sub_bands)
-        self.bn_momentum = float(bn_momentum)
-        self.bn_epsilon = float(bn_epsilon)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        init = self.kernel_initializer
-        self.conv1 = _conv(self.filters, self.kernel_sizes[0], "conv1", init)
-        self.bn1 = keras.layers.BatchNormalization(momentum=self.bn_momentum, epsilon=self.bn_epsilon, name="bn1")
-        self.conv2 = _conv(self.filters, self.kernel_sizes[1], "conv2", init)
-        self.norm2 = make_normalization(
-            normalization, sub_bands=self.sub_bands, name="norm2", momentum=self.bn_momentum, epsilon=self.bn_epsilon
-        )
-        self.shortcut_conv = None
-        self.shortcut_bn = None
-
-    def build(self, input_shape):
-        input_shape = tf.TensorShape(input_shape)
-        if input_shape.rank != 4:
-            raise ValueError(
-                f"ResidualBlock {self.name!r}: expected [batch, freq, time, channels], got {input_shape}"
-            )
-        self.conv1.build(input_shape)
-        mid_shape = input_shape[:-1].concatenate([self.filters])
-        self.bn1.build(mid_shape)
-        self.conv2.build(mid_shape)
-        self.norm2.build(mid_shape)
-        if input_shape[-1] != self.filters:
-            self.shortcut_conv = _conv(self.filters, 1, "shortcut_conv", self.kernel_initializer)
-            self.shortcut_bn = keras.layers.BatchNormalization(
-                momentum=self.bn_momentum, epsilon=self.bn_epsilon, name="shortcut_bn"
-            )
-            self.shortcut_conv.build(input_shape)
-            self.shortcut_bn.build(mid_shape)
-        super().build(input_shape)
-
-    def call(self, inputs, training=None):
-        y = tf.nn.relu(self.bn1(self.conv1(inputs), training=training))
-        y = self.norm2(self.conv2(y), training=training)
-        shortcut = inputs
-        if self.shortcut_conv is not None:
-            shortcut = self.shortcut_bn(self.shortcut_conv(inputs), training=training)
-        return tf.nn.relu(shortcut + y)
-
-    def get_prunable_weights(self) -> list[tf.Variable]:
-        """Convolution kernels, for ``tfmot.sparsity.keras.prune_low_magnitude``."""
-        convs = [self.conv1, self.conv2] + ([self.shortcut_conv] if self.shortcut_conv is not None else [])
-        return [conv.kernel for conv in convs]
-
-    def compute_output_shape(self, input_shape):
-        return tf.TensorShape(input_shape)[:-1].concatenate([self.filters])
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(
-            {
-                "filters": self.filters,
-                "kernel_sizes": list(self.kernel_sizes),
-                "normalization": self.normalization,
-                "sub_bands": self.sub_bands,
-                "bn_momentum": self.bn_momentum,
-                "bn_epsilon": self.bn_epsilon,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            }
-        )
-        return config
-
-
-@keras.saving.register_keras_serializable(package="tfasc")
-class SharedResidualBlock(keras.layers.Layer):
-    """"SRB" of Table 1 / Fig. 1 as one layer; same computation as :func:`shared_residual_block`.
-
-    Input and output ``[batch, freq, time, filters]``. Owns two convolutions ``conv_a`` and
-    ``conv_b`` (``kernel_size`` x ``kernel_size``, ``filters`` -> ``filters``, no bias) used by every
-    repeat, and ``2 * repeats`` BatchNormalization layers ``bn_a_{i}``, ``bn_b_{i}``: adding a repeat
-    adds ``2 * 4 * filters`` weights (gamma, beta, moving mean, moving variance of two BNs), nothing
-    else (Sec. 2.1).
-    """
-
-    def __init__(
-        self,
-        repeats: int,
-        filters: int,
-        kernel_size: int = 1,
-        bn_momentum: float = 0.99,
-        bn_epsilon: float = 1e-3,
-        kernel_initializer=DEFAULT_KERNEL_INITIALIZER,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        if int(repeats) < 1:
-            raise ValueError(f"SharedResidualBlock {self.name!r}: repeats must be >= 1, got {repeats!r}")
-        self.repeats = int(repeats)
-        self.filters = int(filters)
-        self.kernel_size = int(kernel_size)
-        self.bn_momentum = float(bn_momentum)
-        self.bn_epsilon = float(bn_epsilon)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.conv_a = _conv(self.filters, self.kernel_size, "conv_a", self.kernel_initializer)
-        self.conv_b = _conv(self.filters, self.kernel_size, "conv_b", self.kernel_initializer)
-        self.bns_a = [
-            keras.layers.BatchNormalization(momentum=self.bn_momentum, epsilon=self.bn_epsilon, name=f"bn_a_{i}")
-            for i in range(self.repeats)
-        ]
-        self.bns_b = [
-            keras.layers.BatchNormalization(momentum=self.bn_momentum, epsilon=self.bn_epsilon, name=f"bn_b_{i}")
-            for i in range(self.repeats)
-        ]
-
-    def build(self, input_shape):
-        input_shape = tf.TensorShape(input_shape)
-        if input_shape.rank != 4 or input_shape[-1] != self.filters:
-            raise ValueError(
-                f"SharedResidualBlock {self.name!r}: expected [batch, freq, time, {self.filters}] "
-                f"(a shared block keeps the channel count), got {input_shape}"
-            )
-        self.conv_a.build(input_shape)
-        self.conv_b.build(input_shape)
-        for bn in self.bns_a + self.bns_b:
-            bn.build(input_shape)
-        super().build(input_shape)
-
-    def call(self, inputs, training=None):
-        x = inputs
-        for bn_a, bn_b in zip(self.bns_a, self.bns_b):
-            y = tf.nn.relu(bn_a(self.conv_a(x), training=training))
-            y = bn_b(self.conv_b(y), training=training)
-            x = tf.nn.relu(x + y)
-        return x
-
-    def get_prunable_weights(self) -> list[tf.Variable]:
-        """The two shared kernels, for ``tfmot.sparsity.keras.prune_low_magnitude``."""
-        return [self.conv_a.kernel, self.conv_b.kernel]
-
-    def compute_output_shape(self, input_shape):
-        return tf.TensorShape(input_shape)
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(
-            {
-                "repeats": self.repeats,
-                "filters": self.filters,
-                "kernel_size": self.kernel_size,
-                "bn_momentum": self.bn_momentum,
-                "bn_epsilon": self.bn_epsilon,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            }
-        )
-        return config

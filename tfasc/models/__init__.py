@@ -3,3 +3,4 @@
 from tfasc.models.registry import available, build, builder, register  # noqa: F401
 from tfasc.models import baseline  # noqa: F401  (registers "baseline_cnn")
 from tfasc.models import shared_resnet  # noqa: F401  (registers "shared_resnet")
+from tfasc.models import waveform  # noqa: F401  (registers "waveform_cnn")

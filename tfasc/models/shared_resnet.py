@@ -1,4 +1,7 @@
-"""Shared-ResNet with SubSpectral Normalization (Suh et al., DCASE 2020 Task 1B report, Table 1).
+"""Shared-ResNet with SubSpectral Normalization, Table 1 of the DCASE 2020 Task 1B report.
+
+The report: 'QTI Submission to DCASE 2020: Model Efficient Acoustic Scene Classification' (DCASE
+2020 Task 1B technical report, entry Chang_QTI_task1b).
 
 Registered as ``"shared_resnet"``. Input ``[batch, freq, time, channels]`` log-mel features (the paper:
 256 mel bins, stereo, 10 s at 48 kHz); output logits ``[batch, num_classes]``.
@@ -37,7 +40,7 @@ classes: sharing saves 35.2 % (Sec. 2.1: "more than 30%").
 The stem uses "same" padding: with 256 mel bins every SSN then sees an even number of bins
 (128, 64, 32, 16); CP-ResNet's padding of 1 would give 127.
 
-Compression (measured on this stack with the default ``block_impl="functional"``): TF-MOT
+Compression (measured on this stack; every block is built functionally from stock layers): TF-MOT
 ``prune_low_magnitude`` wraps the whole model (one mask per shared kernel). ``quantize_apply``
 succeeds once the SSN layers and the ``srb*_bn_*`` BatchNorms are annotated (output-only /
 no-op configs), but those un-folded normalizations then run as float MUL/ADD between
@@ -52,21 +55,13 @@ import tfasc  # noqa: F401  (selects tf_keras before TensorFlow is imported)
 
 import tf_keras as keras
 
-from tfasc.layers.residual import (
-    NORMALIZATIONS,
-    ResidualBlock,
-    SharedResidualBlock,
-    residual_block,
-    shared_convs,
-    shared_residual_block,
-)
+from tfasc.layers.residual import NORMALIZATIONS, residual_block, shared_convs, shared_residual_block
 from tfasc.models.registry import register
 
-BLOCK_IMPLEMENTATIONS = ("functional", "layers")
 POOLINGS_BEFORE_SSN = {"rb1": 0, "rb2": 1, "rb3": 2, "rb4": 2, "rb5": 3, "rb6": 3}
 
 
-def _check_arguments(input_shape, num_classes, channels, sub_bands, repeats, normalization, block_impl):
+def _check_arguments(input_shape, num_classes, channels, sub_bands, repeats, normalization):
     if len(input_shape) != 3 or input_shape[0] is None or input_shape[2] is None:
         raise ValueError(
             f"shared_resnet: input_shape must be (freq, time, channels) with freq and channels known, "
@@ -77,8 +72,6 @@ def _check_arguments(input_shape, num_classes, channels, sub_bands, repeats, nor
             raise ValueError(f"shared_resnet: {key} must be >= 1, got {value!r}")
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"shared_resnet: normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
-    if block_impl not in BLOCK_IMPLEMENTATIONS:
-        raise ValueError(f"shared_resnet: block_impl must be one of {BLOCK_IMPLEMENTATIONS}, got {block_impl!r}")
     # Stride-2 stem ("same" padding -> ceil) then three floor-halving 2x2 poolings.
     freq = -(-int(input_shape[0]) // 2)
     time = input_shape[1]
@@ -108,7 +101,6 @@ def build_shared_resnet(
     repeats: int = 3,
     shared: bool = True,
     normalization: str = "ssn",
-    block_impl: str = "functional",
     bn_momentum: float = 0.99,
     bn_epsilon: float = 1e-3,
     name: str = "shared_resnet",
@@ -122,21 +114,14 @@ def build_shared_resnet(
       shared: ``False`` gives the ablation of Sec. 2.1: a plain ResNet of the same depth whose
         repeats each own their convolutions.
       normalization: ``"ssn"`` (paper) or ``"bn"`` for the last norm of every RB.
-      block_impl: ``"functional"`` (default; stock Conv2D/BN layers, shared convs reused
-        functionally: prunable and quantizable with TF-MOT) or ``"layers"`` (one
-        :class:`ResidualBlock` / :class:`SharedResidualBlock` object per block).
       bn_momentum, bn_epsilon: of every BN and SSN (Keras convention: ``moving = m * moving + ...``).
     """
     input_shape = tuple(input_shape)
-    _check_arguments(input_shape, num_classes, channels, sub_bands, repeats, normalization, block_impl)
+    _check_arguments(input_shape, num_classes, channels, sub_bands, repeats, normalization)
     c = int(channels)
     norm = dict(bn_momentum=bn_momentum, bn_epsilon=bn_epsilon)
 
     def rb(x, filters, kernel_sizes, block_name):
-        if block_impl == "layers":
-            return ResidualBlock(
-                filters, kernel_sizes, normalization=normalization, sub_bands=sub_bands, name=block_name, **norm
-            )(x)
         return residual_block(
             x, filters=filters, kernel_sizes=kernel_sizes, normalization=normalization,
             sub_bands=sub_bands, name=block_name, **norm,
@@ -146,14 +131,9 @@ def build_shared_resnet(
         if not shared:
             # Ablation: same depth, every repeat with its own pair of convs.
             for i in range(repeats):
-                if block_impl == "layers":
-                    x = SharedResidualBlock(1, filters, 1, name=f"{block_name}_r{i}", **norm)(x)
-                else:
-                    conv_a, conv_b = shared_convs(filters, 1, name=f"{block_name}_r{i}")
-                    x = shared_residual_block(x, conv_a, conv_b, 1, f"{block_name}_r{i}", **norm)
+                conv_a, conv_b = shared_convs(filters, 1, name=f"{block_name}_r{i}")
+                x = shared_residual_block(x, conv_a, conv_b, 1, f"{block_name}_r{i}", **norm)
             return x
-        if block_impl == "layers":
-            return SharedResidualBlock(repeats, filters, 1, name=block_name, **norm)(x)
         conv_a, conv_b = shared_convs(filters, 1, name=block_name)
         return shared_residual_block(x, conv_a, conv_b, repeats, block_name, **norm)
 

@@ -1,4 +1,9 @@
-"""PNG plots for the run directory: training curves and confusion matrices (matplotlib, no display)."""
+"""PNG plots for the run directory: training curves and confusion matrices (matplotlib, no display).
+
+Figures are built with ``matplotlib.figure.Figure`` and written with the Agg canvas directly, so
+nothing here touches pyplot's global state: the caller's backend, open figures and rcParams stay as
+they were (a notebook keeps its inline backend).
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,25 @@ from typing import Sequence
 
 import numpy as np
 
+from tfasc.files import atomic_path
 
-def _pyplot():
-    import matplotlib
 
-    matplotlib.use("Agg")  # files only; no display on training machines
-    import matplotlib.pyplot as plt
+def _figure(figsize: tuple[float, float]):
+    # Imported lazily: matplotlib is only needed when a report is drawn.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    return plt
+    figure = Figure(figsize=figsize)
+    FigureCanvasAgg(figure)  # attaches itself as figure.canvas; savefig renders with Agg
+    return figure
+
+
+def _save(figure, path: Path) -> Path:
+    """Write ``figure`` as a PNG, atomically (the temporary keeps the suffix savefig reads)."""
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=100)
+    return Path(path)
 
 
 def read_history(csv_path: Path) -> dict[str, list[float]]:
@@ -33,9 +49,9 @@ def read_history(csv_path: Path) -> dict[str, list[float]]:
 
 def plot_history(history: dict[str, list[float]], path: Path) -> Path:
     """Loss and accuracy per epoch, training and evaluation side by side."""
-    plt = _pyplot()
     epochs = np.asarray(history.get("epoch", []), int) + 1
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig = _figure((10, 4))
+    axes = fig.subplots(1, 2)
     for axis, metric in zip(axes, ("loss", "accuracy")):
         for prefix, label in (("", "train"), ("val_", "evaluate")):
             if prefix + metric in history:
@@ -44,19 +60,16 @@ def plot_history(history: dict[str, list[float]], path: Path) -> Path:
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)
         axis.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_confusion(matrix: Sequence[Sequence[int]], class_names: Sequence[str], path: Path, title: str) -> Path:
     """Confusion matrix with row-normalized colours and raw counts written in each cell."""
-    plt = _pyplot()
     matrix = np.asarray(matrix)
     normalized = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     size = max(4, 0.6 * len(class_names) + 2)
-    fig, axis = plt.subplots(figsize=(size, size))
+    fig = _figure((size, size))
+    axis = fig.subplots()
     axis.imshow(normalized, cmap="Blues", vmin=0, vmax=1)
     ticks = np.arange(len(class_names))
     axis.set_xticks(ticks, class_names, rotation=45, ha="right")
@@ -68,7 +81,4 @@ def plot_confusion(matrix: Sequence[Sequence[int]], class_names: Sequence[str], 
         for j in range(len(class_names)):
             axis.text(j, i, str(matrix[i, j]), ha="center", va="center",
                       color="white" if normalized[i, j] > 0.5 else "black")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

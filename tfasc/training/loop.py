@@ -21,6 +21,7 @@ import tfasc  # noqa: F401
 import tensorflow as tf
 import tf_keras as keras
 
+from tfasc.files import atomic_path
 from tfasc.training.schedules import build_optimizer
 
 CHECKPOINT_DIR = "checkpoints"
@@ -46,8 +47,9 @@ def steps_per_epoch(num_examples: int, batch_size: int, override: int | None = N
     return override or max(1, math.ceil(num_examples / batch_size))
 
 
-def compile_model(model, training, *, steps: int, class_counts: np.ndarray, multi_label: bool, optimizer=None) -> None:
-    """Compile with the recipe's loss and (unless ``optimizer`` is given) its optimizer and schedule."""
+def compile_model(model, training, *, steps: int, class_counts: np.ndarray, multi_label: bool, optimizer=None,
+                  loss=None) -> None:
+    """Compile with (unless given) the recipe's loss, optimizer and schedule."""
     metric = (
         keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)
         if multi_label
@@ -55,7 +57,7 @@ def compile_model(model, training, *, steps: int, class_counts: np.ndarray, mult
     )
     model.compile(
         optimizer=optimizer or build_optimizer(training, steps_per_epoch=steps),
-        loss=build_loss(training.loss, class_counts=class_counts, multi_label=multi_label),
+        loss=loss or build_loss(training.loss, class_counts=class_counts, multi_label=multi_label),
         metrics=[metric],
     )
 
@@ -80,14 +82,12 @@ class EpochCSVLogger(keras.callbacks.Callback):
 
     def _write(self, rows: list[dict]) -> None:
         fields = list(dict.fromkeys(key for row in rows for key in row))
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with open(tmp, "w", newline="") as handle:
+        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=fields)
             writer.writeheader()
             writer.writerows(rows)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
 
     def on_epoch_begin(self, epoch, logs=None):
         if not self._started:
@@ -145,10 +145,8 @@ def fit(
 def save_model_atomic(model, path: Path) -> Path:
     """Save ``model`` to ``path`` (``.keras`` or ``.h5``) through a temporary file, so a kill leaves no partial model."""
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    with warnings.catch_warnings():
+    with atomic_path(path) as tmp, warnings.catch_warnings():
         # HDF5 is chosen on purpose for QAT models (TF-MOT's QuantizeLayer does not load from .keras).
         warnings.filterwarnings("ignore", message="You are saving your model as an HDF5 file")
         model.save(tmp)
-    os.replace(tmp, path)
     return path

@@ -1,9 +1,9 @@
 """Learning-rate schedules the papers use, all expressed as phases over optimizer steps.
 
 Every named schedule (piecewise constant, exponential decay, linear decay, one-cycle) becomes a list
-of :class:`Phase` s, and one serializable :class:`PhasedSchedule` evaluates any list. The SSN paper's
-schedule (Sec. 6.1: 1e-4 for 50 epochs, exponential 1e-4 → 1e-6 over 200, 1e-6 for 100) is three
-phases.
+of :class:`Phase` s, and one serializable :class:`PhasedSchedule` evaluates any list. The DCASE 2020 1B
+report's schedule (entry Chang_QTI_task1b, Sec. 6.1: 1e-4 for 50 epochs, exponential 1e-4 → 1e-6
+over 200, 1e-6 for 100) is three phases.
 """
 
 from __future__ import annotations

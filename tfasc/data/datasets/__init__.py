@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from tfasc.data.datasets.audioset import AudioSetIndex, load_audioset
-from tfasc.data.datasets.base import DatasetError, DatasetIndex, Example
+from tfasc.data.datasets.base import DatasetError, DatasetIndex, DatasetOptionError, Example
 from tfasc.data.datasets.dcase import load_dcase2019_1a, load_dcase2020_1b
 from tfasc.data.datasets.esc50 import load_esc50
 from tfasc.data.datasets.folder import load_folder
@@ -47,6 +47,7 @@ __all__ = [
     "LOADERS",
     "AudioSetIndex",
     "DatasetError",
+    "DatasetOptionError",
     "DatasetIndex",
     "Example",
     "available",
@@ -70,7 +71,7 @@ def _loader(name: str) -> Callable[..., DatasetIndex]:
     if name not in LOADERS:
         close = difflib.get_close_matches(name, LOADERS, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown dataset {name!r}{hint} Available: {', '.join(available())}")
+        raise DatasetOptionError(f"unknown dataset {name!r}{hint} Available: {', '.join(available())}")
     return LOADERS[name]
 
 
@@ -88,12 +89,12 @@ def load(name: str, root: str | Path, **options) -> DatasetIndex:
         for option in unknown:
             close = difflib.get_close_matches(option, valid, n=1)
             hints.append(f"{option!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise ValueError(
+        raise DatasetOptionError(
             f"unknown option(s) {', '.join(hints)} for dataset {name!r}; valid options: {', '.join(valid)}"
         )
     required = [
         key for key, default in valid.items() if default is inspect.Parameter.empty and key not in options
     ]
     if required:
-        raise ValueError(f"dataset {name!r} requires option(s) {required}; valid options: {', '.join(valid)}")
+        raise DatasetOptionError(f"dataset {name!r} requires option(s) {required}; valid options: {', '.join(valid)}")
     return loader(root, **options)

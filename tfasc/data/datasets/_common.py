@@ -10,7 +10,7 @@ import csv
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from tfasc.data.datasets.base import DatasetError
+from tfasc.data.datasets.base import DatasetError, DatasetOptionError
 
 #: How many missing files an error message lists before it only gives the count.
 MISSING_LISTED = 5
@@ -116,4 +116,4 @@ def check_option_in(name: str, value, valid: Iterable) -> None:
     """``ValueError`` naming the option when ``value`` is not one of ``valid``."""
     valid = list(valid)
     if value not in valid:
-        raise ValueError(f"option {name}={value!r} is not one of {valid}")
+        raise DatasetOptionError(f"option {name}={value!r} is not one of {valid}")

@@ -11,9 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from tfasc.errors import UserError
 
-class DatasetError(ValueError):
+
+class DatasetError(UserError):
     """Metadata that does not match the layout: a missing file, an unknown label, a bad row."""
+
+
+class DatasetOptionError(DatasetError):
+    """A loader option (a key of the recipe's ``data`` section) that is unknown, missing or out of range."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,7 @@ class Example:
     def label(self) -> str:
         """The single label of a single-label example."""
         if len(self.labels) != 1:
-            raise ValueError(f"{self.path}: expected exactly one label, found {list(self.labels)}")
+            raise DatasetError(f"{self.path}: expected exactly one label, found {list(self.labels)}")
         return self.labels[0]
 
 

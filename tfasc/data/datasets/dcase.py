@@ -23,7 +23,7 @@ from tfasc.data.datasets._common import (
     read_table,
     resolve_root,
 )
-from tfasc.data.datasets.base import DatasetError, DatasetIndex, Example
+from tfasc.data.datasets.base import DatasetError, DatasetIndex, DatasetOptionError, Example
 
 META_COLUMNS = ("filename", "scene_label")
 FILENAME_FIELDS = ("scene", "city", "location", "segment", "device")
@@ -85,7 +85,7 @@ def load_dcase_layout(root: str | Path, *, name: str, fold: int = 1) -> DatasetI
         ``source_label`` where meta.csv has it. Classes are the sorted meta.csv scene labels.
     """
     if isinstance(fold, bool) or not isinstance(fold, int) or fold < 1:
-        raise ValueError(f"option fold={fold!r} must be a positive integer")
+        raise DatasetOptionError(f"option fold={fold!r} must be a positive integer")
     root = resolve_root(root, name)
     meta_path = root / "meta.csv"
     meta_rows = read_table(meta_path, delimiter="\t", required=META_COLUMNS, what=f"{name} meta.csv")

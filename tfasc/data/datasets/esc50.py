@@ -19,7 +19,7 @@ from tfasc.data.datasets._common import (
     read_table,
     resolve_root,
 )
-from tfasc.data.datasets.base import DatasetError, DatasetIndex, Example
+from tfasc.data.datasets.base import DatasetError, DatasetIndex, DatasetOptionError, Example
 
 COLUMNS = ("filename", "fold", "target", "category", "esc10", "src_file", "take")
 _BOOLEAN = {"true": True, "false": False}
@@ -54,7 +54,7 @@ def load_esc50(root: str | Path, *, eval_fold: int = 1, esc10: bool = False) -> 
         raise DatasetError(f"{meta}: no {'ESC-10 ' if esc10 else ''}rows below the header")
     folds = sorted({fold for _, _, fold, _ in kept})
     if eval_fold not in folds:
-        raise ValueError(f"option eval_fold={eval_fold!r} is not one of the folds in {meta}: {folds}")
+        raise DatasetOptionError(f"option eval_fold={eval_fold!r} is not one of the folds in {meta}: {folds}")
     classes = classes_by_index(((t, row["category"], line) for line, row, _, t in kept), meta, "target")
     check_files_exist(((root / "audio" / row["filename"], line) for line, row, _, _ in kept), meta)
     examples = tuple(

@@ -20,7 +20,7 @@ import hashlib
 from pathlib import Path
 
 from tfasc.data.datasets._common import resolve_root
-from tfasc.data.datasets.base import DatasetError, DatasetIndex, Example
+from tfasc.data.datasets.base import DatasetError, DatasetIndex, DatasetOptionError, Example
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
 SPLIT_FOLDERS = ("train", "evaluate", "test")
@@ -78,7 +78,7 @@ def load_folder(root: str | Path, *, eval_fraction: float = 0.2) -> DatasetIndex
     """
     is_number = isinstance(eval_fraction, (int, float)) and not isinstance(eval_fraction, bool)
     if not is_number or not 0 <= eval_fraction < 1:
-        raise ValueError(f"option eval_fraction={eval_fraction!r} must be a number in [0, 1)")
+        raise DatasetOptionError(f"option eval_fraction={eval_fraction!r} must be a number in [0, 1)")
     root = resolve_root(root, "folder")
     splits = _split_folders(root)
     split_roots = {root / name: split for name, split in splits.items()} if splits else {root: None}

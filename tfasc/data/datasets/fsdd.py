@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from tfasc.data.datasets._common import check_option_in, resolve_root
-from tfasc.data.datasets.base import DatasetError, DatasetIndex, Example
+from tfasc.data.datasets.base import DatasetError, DatasetIndex, DatasetOptionError, Example
 
 FILENAME = re.compile(r"^(?P<digit>[0-9])_(?P<speaker>[A-Za-z0-9]+)_(?P<index>[0-9]+)\.wav$")
 CLASSES = tuple(str(digit) for digit in range(10))
@@ -42,7 +42,7 @@ def load_fsdd(root: str | Path, *, split: str = "index", eval_speaker: str | Non
     """
     check_option_in("split", split, SPLITS)
     if split == "speaker" and eval_speaker is None:
-        raise ValueError("option eval_speaker is required when split='speaker'")
+        raise DatasetOptionError("option eval_speaker is required when split='speaker'")
     root = resolve_root(root, "fsdd")
     directory = _recordings_dir(root)
     parsed = []
@@ -57,7 +57,7 @@ def load_fsdd(root: str | Path, *, split: str = "index", eval_speaker: str | Non
         raise DatasetError(f"{directory}: no {{digit}}_{{speaker}}_{{index}}.wav recordings found")
     speakers = sorted({speaker for _, _, speaker, _ in parsed})
     if split == "speaker" and eval_speaker not in speakers:
-        raise ValueError(f"option eval_speaker={eval_speaker!r} is not a speaker in {directory}: {speakers}")
+        raise DatasetOptionError(f"option eval_speaker={eval_speaker!r} is not a speaker in {directory}: {speakers}")
 
     def split_of(speaker: str, index: int) -> str:
         held_out = speaker == eval_speaker if split == "speaker" else index < OFFICIAL_EVAL_INDICES

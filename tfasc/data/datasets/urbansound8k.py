@@ -20,7 +20,7 @@ from tfasc.data.datasets._common import (
     read_table,
     resolve_root,
 )
-from tfasc.data.datasets.base import DatasetError, DatasetIndex, Example
+from tfasc.data.datasets.base import DatasetError, DatasetIndex, DatasetOptionError, Example
 
 COLUMNS = ("slice_file_name", "fsID", "start", "end", "salience", "fold", "classID", "class")
 
@@ -52,7 +52,7 @@ def load_urbansound8k(root: str | Path, *, eval_fold: int = 10) -> DatasetIndex:
     ]
     folds = sorted({fold for _, _, fold, _ in parsed})
     if eval_fold not in folds:
-        raise ValueError(f"option eval_fold={eval_fold!r} is not one of the folds in {meta}: {folds}")
+        raise DatasetOptionError(f"option eval_fold={eval_fold!r} is not one of the folds in {meta}: {folds}")
     classes = classes_by_index(((c, row["class"], line) for line, row, _, c in parsed), meta, "classID")
 
     def audio_path(row: dict[str, str], fold: int) -> Path:

@@ -1,0 +1,171 @@
+"""From a recipe's ``data`` and ``features`` sections to model inputs and targets of both splits.
+
+The dataset root (synthesized first when the recipe asks), its index, the front-end's inputs of the
+training and evaluation splits and of each held-out group (cached on disk), their targets and the
+scalar standardization. Everything downstream (stages, export, report) reads :class:`PreparedData`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tfasc.config.load import RecipeError
+from tfasc.data import datasets, frontends
+from tfasc.data.datasets.base import DatasetError, DatasetIndex
+from tfasc.data.frontends import FrontEnd
+from tfasc.data.pipeline import FeatureSet, extract_features, label_targets, standardization, standardize
+from tfasc.log import log
+
+
+@dataclass(frozen=True)
+class HeldOutGroup:
+    """One held-out group's clips: rows of the evaluation split, plus clips in no split.
+
+    Clips already in the evaluation split reuse its features (and predictions) instead of being
+    decoded and scored a second time.
+    """
+
+    eval_rows: np.ndarray
+    """Indices into the evaluation split's features of this group's clips."""
+    extra: FeatureSet | None
+    """Features of this group's clips outside both splits (None when there are none)."""
+    extra_targets: np.ndarray | None
+
+    @property
+    def examples(self) -> int:
+        return len(self.eval_rows) + (len(self.extra.examples) if self.extra is not None else 0)
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Features and targets of both splits, ready for ``make_dataset``."""
+
+    index: DatasetIndex
+    train: FeatureSet
+    eval: FeatureSet
+    held_out: dict[str, HeldOutGroup]
+    """Group name → that group's clips outside the training split."""
+    train_targets: np.ndarray
+    eval_targets: np.ndarray
+    mean: float
+    std: float
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.features.shape[1:])
+
+
+def ensure_dataset(recipe) -> Path:
+    """The dataset root, synthesized first when absent and the recipe asks for it."""
+    root = Path(recipe.data.root)
+    if root.exists():
+        return root
+    synth = recipe.data.synthesize
+    if synth.clips == 0:
+        raise DatasetError(
+            f"data.root: {root} does not exist. Point data.root at the dataset, or set data.synthesize.clips "
+            "to generate a small DCASE-layout dataset there."
+        )
+    if recipe.data.dataset != "dcase2020_1b":
+        raise RecipeError(f"data.synthesize: only the dcase2020_1b layout can be synthesized, not {recipe.data.dataset!r}")
+    from tfasc.data.synthesize import synthesize_dcase2020_1b
+
+    log(f"synthesizing {synth.clips} clips in the DCASE 2020 1B layout at {root}")
+    synthesize_dcase2020_1b(
+        root, clips=synth.clips, seed=synth.seed, sample_rate=synth.sample_rate,
+        duration_s=synth.duration_s, channels=synth.channels,
+    )
+    return root
+
+
+def frontend_of(recipe) -> FrontEnd:
+    """The front-end the recipe's ``features`` section selects (``features.kind``)."""
+    return frontends.make(recipe.features.kind, recipe.features)
+
+
+def _features(recipe, examples, description: str) -> FeatureSet:
+    data = recipe.data
+    result = extract_features(
+        examples,
+        sample_rate=data.sample_rate,
+        duration_s=data.duration_s,
+        channels=data.channels,
+        frontend=frontend_of(recipe),
+        cache_dir=Path(data.cache_dir) if data.cache else None,
+        skip_bad_files=data.skip_bad_files,
+        description=description,
+    )
+    if result.skipped:
+        path, reason = result.skipped[0]
+        log(f"skipped {len(result.skipped)} unreadable file(s) in {description}; first: {path} ({reason})")
+    return result
+
+
+def held_out_examples(recipe, index: DatasetIndex) -> dict:
+    """For each ``evaluate.held_out_groups`` entry, the examples of that group outside the training split.
+
+    That is the paper's unseen-city evaluation (DCASE 2020 1B: Milan never appears in fold 1 training);
+    it includes clips the setup files leave out of both splits.
+    """
+    train_split = recipe.data.train_split
+    selected = {}
+    for group in recipe.evaluate.held_out_groups:
+        in_train = sum(1 for e in index.examples if e.group == group and e.split == train_split)
+        if in_train:
+            log(f"evaluate.held_out_groups: {in_train} training clips belong to {group!r}; it is not unseen")
+        examples = tuple(e for e in index.examples if e.group == group and e.split != train_split)
+        if not examples:
+            log(f"evaluate.held_out_groups: no clip outside the training split belongs to {group!r}; not reported")
+            continue
+        selected[group] = examples
+    return selected
+
+
+def prepare_data(recipe) -> PreparedData:
+    """Load the dataset index, compute (or read cached) features of both splits, and targets."""
+    data = recipe.data
+    root = ensure_dataset(recipe)
+    index = datasets.load(data.dataset, root, **data.options)
+    splits = {}
+    for name in (data.train_split, data.eval_split):
+        examples = index.split(name)
+        if not examples:
+            raise DatasetError(
+                f"{root}: the {data.dataset} index has no examples in split {name!r} "
+                f"(splits present: {sorted({str(e.split) for e in index.examples})})"
+            )
+        splits[name] = _features(recipe, examples, f"features ({name})")
+    train, evaluation = splits[data.train_split], splits[data.eval_split]
+    targets = lambda feature_set: label_targets(feature_set.examples, index.classes, multi_label=index.multi_label)
+    eval_groups = np.array([e.group for e in evaluation.examples], dtype=object)
+    eval_paths = {str(e.path) for e in evaluation.examples}
+    held_out = {}
+    for group, examples in held_out_examples(recipe, index).items():
+        outside = [e for e in examples if str(e.path) not in eval_paths]
+        extra = _features(recipe, outside, f"features ({group})") if outside else None
+        held_out[group] = HeldOutGroup(
+            eval_rows=np.flatnonzero(eval_groups == group),
+            extra=extra,
+            extra_targets=targets(extra) if extra is not None else None,
+        )
+    mean, std = standardization(train.features) if recipe.features.standardize else (0.0, 1.0)
+    return PreparedData(
+        index=index,
+        train=train,
+        eval=evaluation,
+        held_out=held_out,
+        train_targets=targets(train),
+        eval_targets=targets(evaluation),
+        mean=mean,
+        std=std,
+    )
+
+
+def standardized(features: np.ndarray, data: PreparedData, *, limit: int | None = None) -> np.ndarray:
+    """``(features - mean) / std`` as float32, the model's input (first ``limit`` examples)."""
+    return standardize(features[:limit], data.mean, data.std)
+
+

@@ -1,0 +1,59 @@
+"""``report.json`` from the run directory: the header, each stage's result under its section, plots."""
+
+from __future__ import annotations
+
+from tfasc.report import plots
+from tfasc.training import loop, stages
+from tfasc.training.context import StageContext
+
+
+def make_plots(context: StageContext, results: dict) -> dict:
+    """Training curves and every confusion matrix the stages ask for; ``{title: path in run dir}``."""
+    run_dir, classes = context.run_dir, context.data.index.classes
+    plot_dir = run_dir / "plots"
+    plot_dir.mkdir(exist_ok=True)
+    made = {}
+    history = run_dir / loop.LOG_DIR / loop.HISTORY_CSV
+    if history.exists():
+        made["training curves"] = plots.plot_history(plots.read_history(history), plot_dir / "training_curves.png")
+    for name, result in results.items():
+        for title, file_name, metrics in stages.get(name).confusion_plots(result):
+            if "confusion_matrix" in metrics:
+                made[f"confusion matrix ({title})"] = plots.plot_confusion(
+                    metrics["confusion_matrix"], classes, plot_dir / file_name, title)
+    return {name: str(path.relative_to(run_dir)) for name, path in made.items()}
+
+
+def data_summary(context: StageContext) -> dict:
+    recipe, data = context.recipe, context.data
+    return {
+        "dataset": recipe.data.dataset,
+        "root": str(recipe.data.root),
+        "train_split": recipe.data.train_split,
+        "eval_split": recipe.data.eval_split,
+        "train_examples": len(data.train.examples),
+        "eval_examples": len(data.eval.examples),
+        "held_out_examples": {group: part.examples for group, part in data.held_out.items()},
+        "classes": list(data.index.classes),
+        "features": recipe.features.kind,
+        "skipped_files": len(data.train.skipped) + len(data.eval.skipped),
+        "standardization": {"mean": data.mean, "std": data.std},
+    }
+
+
+def assemble_report(context: StageContext, *, elapsed_s: float) -> dict:
+    """The report of the recipe's finished stages; a stage without a section fills the top level."""
+    recipe = context.recipe
+    results = {name: stages.read_result(context, name) for name in recipe.stages}
+    report: dict = {"recipe": recipe.name, "run_dir": str(context.run_dir), "stages": list(recipe.stages)}
+    for name, result in results.items():
+        section = stages.get(name).report_section
+        if section is None:
+            report.update({key: value for key, value in result.items() if key != "time_s"})
+        else:
+            report[section] = result
+    report["data"] = data_summary(context)
+    report["time_s"] = elapsed_s
+    if recipe.output.plots:
+        report["plots"] = make_plots(context, results)
+    return report

@@ -1,0 +1,104 @@
+"""Stage ``export``: int8 / float16 / float32 TFLite, TFLite Micro bit-exact check, int8 evaluation,
+profile and the Cortex-M bundle (see :mod:`tfasc.deploy.export`). The int8 model comes from the QAT
+model when the run has one, else from the newest float model calibrated on training clips."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tfasc.data.prepare import frontend_of, standardized
+from tfasc.log import log
+from tfasc.report.format import percent
+from tfasc.training.context import FLOAT_MODEL, QAT_MODEL, StageContext
+from tfasc.training.rundir import Artifact
+from tfasc.training.stages import register
+
+
+def device_frontend(context: StageContext) -> dict[str, Any]:
+    """What the device computes before the int8 model: the front-end, clip format and standardization."""
+    recipe, data = context.recipe, context.data
+    return {
+        **frontend_of(recipe).device_description(),
+        "sample_rate": recipe.data.sample_rate,
+        "clip_seconds": recipe.data.duration_s,
+        "audio_channels": recipe.data.channels,
+        "standardize_mean": data.mean,
+        "standardize_std": data.std,
+    }
+
+
+class ExportStage:
+    name = "export"
+    needs = (FLOAT_MODEL,)
+    artifacts = (
+        Artifact("deploy", "bundle"),
+        Artifact("model_float32.tflite", "float32_tflite"),
+        Artifact("model_float16.tflite", "float16_tflite"),
+    )
+    scratch: tuple[str, ...] = ()
+    report_section = "deploy"
+
+    def run(self, context: StageContext) -> dict[str, Any]:
+        from tfasc.compress.export_form import to_export_form
+        from tfasc.deploy.export import export_model
+
+        recipe, data = context.recipe, context.data
+        config = recipe.export
+        float_model = context.load(FLOAT_MODEL, by=self.name)
+        exported_float = to_export_form(float_model)
+        has_qat = context.manifest.newest(QAT_MODEL) is not None
+        int8_source = context.load(QAT_MODEL, by=self.name) if has_qat else exported_float
+        log("exporting int8 / float16 / float32 TFLite and verifying the int8 model in TFLite Micro")
+        return export_model(
+            int8_source=int8_source,
+            float_model=exported_float,
+            profiled_model=float_model,
+            representative=standardized(data.train.features, data, limit=config.representative_examples),
+            eval_inputs=standardized(data.eval.features, data),
+            eval_targets=data.eval_targets,
+            class_names=data.index.classes,
+            multi_label=data.index.multi_label,
+            frontend=device_frontend(context),
+            clip_seconds=recipe.data.duration_s,
+            out_dir=context.run_dir,
+            verify_examples=config.verify_examples,
+            find_smallest_arena=config.smallest_arena,
+        )
+
+    def markdown(self, report: dict) -> list[str]:
+        deploy, float_metrics = report[self.report_section], report["metrics"]
+        tflm, files, prof = deploy["tflm"], deploy["files"], deploy["profile"]
+        exact = "bit-exact" if tflm["bit_exact"] else f"NOT bit-exact ({tflm['mismatched_examples']} mismatches)"
+        smallest = f", smallest working arena {tflm['smallest_arena_bytes']:,} bytes" if tflm.get("smallest_arena_bytes") else ""
+        storage = prof.get("tflite_int8", {})
+        lines = [
+            "## Deployment (int8, TFLite Micro)",
+            "",
+            f"- int8 accuracy {percent(deploy['metrics'].get('accuracy'))}, macro accuracy "
+            f"{percent(deploy['metrics'].get('macro_accuracy'))} (trained float model: "
+            f"{percent(float_metrics.get('accuracy'))})",
+            f"- top-1 agreement of the int8 model with the float model (pruned if pruning ran) "
+            f"{percent(deploy['top1_agreement_with_float'])}, with the Keras model it was converted from "
+            f"{percent(deploy['top1_agreement_with_keras_source'])}",
+            f"- TFLite Micro vs TFLite reference kernels on {tflm['examples']} evaluation clips: {exact}",
+            f"- tensor arena used: {tflm['arena_bytes_used']:,} bytes{smallest}",
+            f"- ops: {', '.join(deploy['ops'])}",
+            f"- files: int8 {files['int8']['bytes']:,} B, float16 {files['float16']['bytes']:,} B, "
+            f"float32 {files['float32']['bytes']:,} B",
+            f"- parameters {prof['params']:,}, non-zero {prof['nonzero_params']:,}; DCASE-rule size "
+            f"(non-zero × bits): {prof['dcase_size_kb']['32bit']:.1f} KB float32, {prof['dcase_size_kb']['16bit']:.1f} KB "
+            f"float16, {prof['dcase_size_kb']['8bit']:.1f} KB int8",
+            f"- int8 flatbuffer weights stored: {storage.get('stored_bytes', 0):,} bytes "
+            f"(identical copies: {storage.get('identical_copy_bytes', 0):,} bytes)",
+            f"- {prof['macs']:,} multiply-accumulates per inference, {prof['macs_per_second_of_audio']:,.0f} per second of audio",
+            "",
+        ]
+        if deploy.get("sharing"):
+            lines.insert(-1, f"- {deploy['sharing']['text']}")
+        return lines
+
+    def confusion_plots(self, result: dict) -> list[tuple[str, str, dict]]:
+        return [("int8 model, evaluation", "confusion_matrix_int8.png", result["metrics"])]
+
+
+register(ExportStage())

@@ -1,0 +1,64 @@
+"""Stage ``train``: build the recipe's model and train it (resumable per epoch)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tfasc.log import log
+from tfasc.report.format import metrics_section
+from tfasc.training import loop
+from tfasc.training.context import FLOAT_MODEL, StageContext, parameter_summary
+from tfasc.training.rundir import Artifact
+from tfasc.training.stages import register
+
+MODEL_FILE = "model.keras"
+
+
+def build_model(recipe, input_shape, num_classes: int):
+    """The recipe's registered model, seeded with ``training.seed``."""
+    import tf_keras as keras
+
+    from tfasc import models
+
+    keras.utils.set_random_seed(recipe.training.seed)
+    return models.build(recipe.model.name, input_shape, num_classes, **recipe.model.options)
+
+
+class TrainStage:
+    name = "train"
+    needs: tuple[str, ...] = ()
+    artifacts = (Artifact(MODEL_FILE, FLOAT_MODEL),)
+    scratch = (loop.CHECKPOINT_DIR, f"{loop.LOG_DIR}/{loop.HISTORY_CSV}")
+    report_section = None  # the trained model's metrics are the report's headline
+
+    def run(self, context: StageContext) -> dict[str, Any]:
+        recipe, data = context.recipe, context.data
+        training = recipe.training
+        steps = context.steps_per_epoch()
+        model = build_model(recipe, data.input_shape, len(data.index.classes))
+        loop.compile_model(model, training, steps=steps, class_counts=context.class_counts(),
+                           multi_label=data.index.multi_label)
+        log(f"training {recipe.model.name} ({model.count_params():,} parameters) for {training.epochs} epochs "
+            f"of {steps} steps")
+        loop.fit(model, context.train_dataset(), context.eval_dataset(), epochs=training.epochs, steps=steps,
+                 run_dir=context.run_dir, tensorboard=recipe.output.tensorboard)
+        loop.save_model_atomic(model, context.run_dir / MODEL_FILE)
+        return {
+            **context.evaluate(model),
+            "model": {"name": recipe.model.name, **parameter_summary(model), "input_shape": list(data.input_shape)},
+        }
+
+    def markdown(self, report: dict) -> list[str]:
+        lines = ["## Evaluation", ""]
+        lines += metrics_section(f"{report['data']['eval_split']} split", report["metrics"])
+        for group, metrics in report.get("held_out", {}).items():
+            lines += metrics_section(f"held-out group: {group}", metrics)
+        return lines
+
+    def confusion_plots(self, result: dict) -> list[tuple[str, str, dict]]:
+        plots = [("evaluation", "confusion_matrix.png", result["metrics"])]
+        plots += [(f"held-out {group}", f"confusion_matrix_{group}.png", m) for group, m in result["held_out"].items()]
+        return plots
+
+
+register(TrainStage())
