@@ -14,7 +14,7 @@ import numpy as np
 
 from tfasc.config.load import RecipeError
 from tfasc.data import datasets, frontends
-from tfasc.data.datasets.base import DatasetError, DatasetIndex
+from tfasc.data.datasets.base import DatasetError, DatasetIndex, DatasetOptionError
 from tfasc.data.frontends import FrontEnd
 from tfasc.data.pipeline import FeatureSet, extract_features, label_targets, standardization, standardize
 from tfasc.log import log
@@ -128,7 +128,10 @@ def prepare_data(recipe) -> PreparedData:
     """Load the dataset index, compute (or read cached) features of both splits, and targets."""
     data = recipe.data
     root = ensure_dataset(recipe)
-    index = datasets.load(data.dataset, root, **data.options)
+    try:
+        index = datasets.load(data.dataset, root, **data.options)
+    except DatasetOptionError as error:  # the options are keys of the recipe's data section
+        raise DatasetOptionError(f"data ({data.dataset} loader): {error}") from error
     splits = {}
     for name in (data.train_split, data.eval_split):
         examples = index.split(name)

@@ -16,6 +16,7 @@ import numpy as np
 
 from tfasc import metrics as metric_fns
 from tfasc.deploy import bundle, convert, flatbuffer, profile, tflm
+from tfasc.evaluate import score
 from tfasc.files import write_atomic
 
 INT8_FILE = "model_int8.tflite"
@@ -97,13 +98,8 @@ def export_model(
         float_scores if int8_source is float_model
         else metric_fns.probabilities_from_logits(int8_source.predict(eval_inputs, verbose=0, batch_size=64), multi_label=multi_label)
     )
-    if multi_label:
-        int8_metrics = metric_fns.multilabel_metrics(int8_scores, eval_targets, class_names)
-        float_metrics = metric_fns.multilabel_metrics(float_scores, eval_targets, class_names)
-    else:
-        true = eval_targets.argmax(axis=1)
-        int8_metrics = metric_fns.classification_metrics(int8_scores, true, class_names)
-        float_metrics = metric_fns.classification_metrics(float_scores, true, class_names)
+    int8_metrics = score(int8_scores, eval_targets, class_names, multi_label=multi_label)
+    float_metrics = score(float_scores, eval_targets, class_names, multi_label=multi_label)
     agrees = lambda scores: float(np.mean(int8_scores.argmax(axis=1) == scores.argmax(axis=1)))
 
     bundle_dir = bundle.write_bundle(
