@@ -8,7 +8,7 @@ from typing import Any
 
 from tfasc.data.prepare import frontend_of, standardized
 from tfasc.log import log
-from tfasc.report.format import percent
+from tfasc.formatting import percent
 from tfasc.training.context import FLOAT_MODEL, QAT_MODEL, StageContext
 from tfasc.training.rundir import Artifact
 from tfasc.training.stages import register

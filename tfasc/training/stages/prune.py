@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tfasc.log import log
-from tfasc.report.format import percent
+from tfasc.formatting import percent
 from tfasc.training import loop
 from tfasc.training.context import FLOAT_MODEL, StageContext, fine_tune
 from tfasc.training.rundir import Artifact

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tfasc.log import log
-from tfasc.report.format import metrics_section
+from tfasc.formatting import metrics_section
 from tfasc.training import loop
 from tfasc.training.context import FLOAT_MODEL, StageContext, parameter_summary
 from tfasc.training.rundir import Artifact

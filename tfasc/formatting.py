@@ -1,4 +1,4 @@
-"""Number formatting and the metrics table shared by every section of ``report.md``."""
+"""Number formatting and the metrics table shared by every section of ``report.md`` (the stages write their own sections)."""
 
 from __future__ import annotations
 
