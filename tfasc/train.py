@@ -36,15 +36,11 @@ def main(argv=None) -> int:
     from tfasc.cli import run_command
 
     def train() -> str:
-        from tfasc.config import RecipeError, load_recipe
-        from tfasc.training.run import run_recipe, validate_components
+        from tfasc.config import load_recipe
+        from tfasc.training.run import run_recipe
 
         recipe = load_recipe(args.recipe, args.overrides)
-        try:
-            validate_components(recipe)
-        except RecipeError as error:
-            raise RecipeError(f"{args.recipe}: {error}") from error
-        return f"done: {run_recipe(recipe, out=args.out, from_stage=args.from_stage)}"
+        return f"done: {run_recipe(recipe, out=args.out, from_stage=args.from_stage, source=args.recipe)}"
 
     return run_command(train)
 

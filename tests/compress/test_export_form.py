@@ -18,7 +18,7 @@ from tensorflow.lite.python import schema_py_generated as tflite_schema
 
 from tfasc.compress import graph, prune, qat
 from tfasc.compress.export_form import to_export_form
-from tfasc.deploy import convert, profile, tflm
+from tfasc.deploy import convert, flatbuffer, tflm
 from tfasc.layers.normalization import SubSpectralNormalization
 from tfasc.layers.residual import shared_convs, shared_residual_block
 from tfasc.models.shared_resnet import build_shared_resnet
@@ -300,9 +300,9 @@ def test_int8_is_full_integer_builtins_bit_exact_in_tflm_and_tracks_keras(deploy
     x = deployed["x"]
     for kind in ("int8", "ptq_int8"):
         blob = deployed[kind]
-        ops = convert.check_builtin_only(blob, allowed=INT8_BUILTINS)
+        ops = flatbuffer.check_builtin_only(blob, allowed=INT8_BUILTINS)
         assert "DEQUANTIZE" not in ops and "MUL" not in ops, ops  # no float normalization islands
-        convert.check_full_integer(blob)
+        flatbuffer.check_full_integer(blob)
         input_q, _ = convert.io_quantization(blob)
         result = tflm.verify_bit_exact(blob, input_q.quantize(x))
         assert result.bit_exact, (kind, result.to_dict())
@@ -348,8 +348,8 @@ def test_shared_kernels_stored_once_in_int8(deployed):
     assert len(naive) == unique_convs + expected_copies
     assert sum(a.nbytes for a in naive.values()) == weights_once + expected_extra_bytes
     # All constants (measured: 3980 bytes vs 4332; c = 64, 256 mels, N = 3: 619,216 vs 983,728).
-    stored = profile.flatbuffer_storage(deployed["int8"]).stored_bytes
-    assert stored < profile.flatbuffer_storage(deployed["naive_int8"]).stored_bytes
+    stored = flatbuffer.flatbuffer_storage(deployed["int8"]).stored_bytes
+    assert stored < flatbuffer.flatbuffer_storage(deployed["naive_int8"]).stored_bytes
 
 
 @pytest.mark.slow  # the deployed fixture converts three int8 models (minutes on 2 cores)

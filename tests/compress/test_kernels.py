@@ -17,7 +17,7 @@ import tensorflow_model_optimization as tfmot
 
 from tfasc.compress import kernels, prune, qat
 from tfasc.compress.export_form import to_export_form
-from tfasc.deploy import convert, profile, tflm
+from tfasc.deploy import convert, flatbuffer, profile, tflm
 from support.keras_models import UndeclaredKernel
 
 WAVE_SHAPE = (128, 1)  # [samples, channels]
@@ -116,7 +116,7 @@ def test_waveform_stem_runs_prune_qat_int8_and_tflm_bit_exact(pruned):
     assert "quant_wave_conv" in [layer.name for layer in quantized.layers]
 
     int8 = convert.to_tflite(quantized, kind="int8", representative_data=[e[np.newaxis] for e in x])
-    ops = convert.check_builtin_only(int8)
+    ops = flatbuffer.check_builtin_only(int8)
     assert {"CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED", "MAX_POOL_2D"} <= set(ops), ops
     input_q, _ = convert.io_quantization(int8)
     result = tflm.verify_bit_exact(int8, input_q.quantize(x))

@@ -11,7 +11,7 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit i
 )
 
 from tfasc.compress import prune, qat
-from tfasc.deploy import convert
+from tfasc.deploy import convert, flatbuffer
 
 from support.keras_models import INPUT_SHAPE, tiny_model
 ALLOWED_INT8_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MEAN", "ADD", "MUL", "RESHAPE", "LOGISTIC", "MAX_POOL_2D"}
@@ -73,7 +73,7 @@ def test_qat_model_converts_to_builtin_int8_and_tracks_keras():
     model = qat.quantize_model(tiny_model(), preserve_sparsity=False)
     fit(model, steps=4)
     tflite = convert.to_tflite(model, kind="int8")
-    assert set(convert.check_builtin_only(tflite)) <= ALLOWED_INT8_OPS
+    assert set(flatbuffer.check_builtin_only(tflite)) <= ALLOWED_INT8_OPS
     x, _ = random_data(4, seed=5)
     output_q = convert.io_quantization(tflite)[1]
     # The fake-quant model and the int8 model agree to within a few output steps.
@@ -96,7 +96,7 @@ def test_shared_layers_batchnorms_are_annotated_by_consumer():
     assert len(qat_model.get_layer("quant_shared_a")._inbound_nodes) == 2
     x, _ = random_data(8, seed=2)
     tflite = convert.to_tflite(qat_model, kind="int8", representative_data=[x[i: i + 1] for i in range(8)])
-    assert set(convert.check_builtin_only(tflite)) <= ALLOWED_INT8_OPS
+    assert set(flatbuffer.check_builtin_only(tflite)) <= ALLOWED_INT8_OPS
 
 
 class Swishish(keras.layers.Layer):
@@ -129,7 +129,7 @@ def test_uncovered_layers_are_named_and_registry_covers_them():
     )
     fit(model, steps=2)
     assert isinstance(model.get_layer("quant_swishish").quantize_config, qat.OutputOnlyQuantizeConfig)
-    ops = convert.check_builtin_only(convert.to_tflite(model, kind="int8"))
+    ops = flatbuffer.check_builtin_only(convert.to_tflite(model, kind="int8"))
     assert set(ops) <= ALLOWED_INT8_OPS and "LOGISTIC" in ops
 
 
@@ -148,7 +148,7 @@ def test_sub_spectral_normalization_left_in_place_gets_its_declared_config(tmp_p
         convert.to_tflite(model, kind="int8")  # SSN's folded statistics are float constants
     x, _ = random_data(4, seed=4)
     tflite = convert.to_tflite(model, kind="int8", representative_data=[x[i: i + 1] for i in range(4)])
-    ops = convert.check_builtin_only(tflite)
+    ops = flatbuffer.check_builtin_only(tflite)
     assert set(ops) <= ALLOWED_INT8_OPS
 
     # tfasc's layer and config classes resolve by their registered names: no list of them here.

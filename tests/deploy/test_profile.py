@@ -86,7 +86,8 @@ def test_custom_layer_owning_weights_without_a_contract_is_an_error():
 
 def test_kernel_buffers_and_distinct_kernels_count_a_shared_conv_once():
     from tfasc.deploy.convert import to_tflite
-    from tfasc.deploy.profile import distinct_kernels, kernel_buffers
+    from tfasc.deploy.flatbuffer import kernel_buffers
+    from tfasc.deploy.profile import distinct_kernels
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8, 8, 4))

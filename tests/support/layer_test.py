@@ -45,7 +45,7 @@ import tf_keras as keras
 
 from tfasc.compress import qat
 from tfasc.compress.export_form import to_export_form
-from tfasc.deploy import convert, tflm
+from tfasc.deploy import convert, flatbuffer, tflm
 
 Reference = Callable[[np.ndarray, keras.layers.Layer], np.ndarray]
 #: Float32 agreement of the same computation by another route (export form, float TFLite).
@@ -95,7 +95,7 @@ def _check_int8(model: keras.Model, x: np.ndarray) -> None:
     for _ in range(3):  # moves TF-MOT's activation ranges towards the data
         quantized(x, training=True)
     int8 = convert.to_tflite(quantized, kind="int8", representative_data=[e[np.newaxis] for e in x])
-    convert.check_builtin_only(int8)
+    flatbuffer.check_builtin_only(int8)
     input_q, output_q = convert.io_quantization(int8)
     steps = np.abs(convert.run_tflite(int8, x) - quantized(x, training=False).numpy()) / output_q.scale
     assert steps.max() <= 2.0, f"int8 differs from its QAT model by {steps.max()} output steps"
@@ -108,7 +108,7 @@ def _check_float_front_end(model: keras.Model, batch_one: keras.Model, x: np.nda
     with pytest.raises(qat.QuantizationCoverageError, match=f"{layer.name}.*not part of the int8 graph"):
         qat.quantize_model(model, preserve_sparsity=False)
     float32 = convert.to_tflite(batch_one, kind="float32")
-    convert.check_builtin_only(float32)
+    flatbuffer.check_builtin_only(float32)
     outputs = convert.run_tflite_raw(float32, x, reference_kernels=False)
     np.testing.assert_allclose(outputs, model(x).numpy(), rtol=FLOAT_RTOL, atol=FLOAT_ATOL)
 

@@ -71,13 +71,12 @@ def test_manifest_records_hashes_and_answers_by_kind(tmp_path):
     assert not manifest.is_done("train")  # an artifact gone means the stage must run again
 
 
-class WeightNormStage:
+class WeightNormStage(stages.Stage):
     """A toy stage: the L2 norm of the newest float model's weights, as a later analysis stage would."""
 
     name = "weight_norm"
     needs = (FLOAT_MODEL,)
     artifacts = (Artifact("weight_norm.json", "weight_norm"),)
-    scratch = ()
     report_section = "weight_norm"
 
     def run(self, context: StageContext) -> dict:
@@ -88,9 +87,6 @@ class WeightNormStage:
 
     def markdown(self, report: dict) -> list[str]:
         return ["## Weight norm", "", f"- {report[self.report_section]['norm']:.3f}", ""]
-
-    def confusion_plots(self, result: dict) -> list:
-        return []
 
 
 @pytest.fixture

@@ -90,7 +90,7 @@ def extract_features(
         "sample_rate": sample_rate,
         "num_samples": num_samples,
         "channels": channels,
-        "features": frontend.cache_parameters(),
+        "features": frontend.parameters(),
         "skip_bad_files": skip_bad_files,
     }
     entry = None

@@ -22,8 +22,7 @@ import tfasc  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is impor
 import tensorflow as tf
 import tf_keras as keras
 
-# check_builtin_only is re-exported: callers convert and check in one import.
-from tfasc.deploy.flatbuffer import check_builtin_only, check_full_integer  # noqa: F401
+from tfasc.deploy.flatbuffer import check_full_integer
 from tfasc.deploy.native import quiet_native_stderr
 
 TFLiteKind = Literal["int8", "float16", "float32"]

@@ -30,9 +30,7 @@ import tfasc  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is impor
 import tensorflow as tf
 import tf_keras as keras
 
-# The flatbuffer analyses live in tfasc.deploy.flatbuffer; kernel_buffers is re-exported for the
-# callers that still read it from here.
-from tfasc.deploy.flatbuffer import flatbuffer_storage, kernel_buffers  # noqa: F401
+from tfasc.deploy.flatbuffer import flatbuffer_storage
 
 from tfasc.compress.graph import ModelGraph
 from tfasc.compress.kernels import inner_layer, kernels_of, layer_macs

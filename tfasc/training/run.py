@@ -6,6 +6,7 @@ wrappers over :func:`run_recipe` and :func:`export_run`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from tfasc.files import write_atomic
 from tfasc.log import log
 from tfasc.training import stages
 from tfasc.training.context import StageContext
-from tfasc.training.rundir import RECIPE_FILE, resolve_run_dir
+from tfasc.training.rundir import RECIPE_FILE, Manifest, resolve_run_dir
 
 NORMALIZATION_FILE = "normalization.json"
 
@@ -49,8 +50,6 @@ def validate_components(recipe) -> None:
 
 
 def _prepare_context(recipe, run_dir: Path) -> StageContext:
-    import json
-
     data = prepare_data(recipe)
     write_atomic(run_dir / NORMALIZATION_FILE, json.dumps({"mean": data.mean, "std": data.std}) + "\n")
     return StageContext(recipe=recipe, run_dir=run_dir, data=data)
@@ -65,14 +64,21 @@ def _finish(context: StageContext, started: float) -> Path:
     return context.run_dir
 
 
-def run_recipe(recipe, *, out: Path | str | None = None, from_stage: str | None = None) -> Path:
+def run_recipe(recipe, *, out: Path | str | None = None, from_stage: str | None = None,
+               source: Path | str | None = None) -> Path:
     """Run ``recipe``'s stages and return its run directory.
 
     A stage the run directory's manifest records as done is skipped, so the same command continues
-    an interrupted run; ``from_stage`` re-runs that stage and every later one.
+    an interrupted run; ``from_stage`` re-runs that stage and every later one. ``source``: the
+    recipe file, named in front of a validation error.
     """
     started = time.time()
-    validate_components(recipe)
+    try:
+        validate_components(recipe)
+    except RecipeError as error:
+        if source is None:
+            raise
+        raise RecipeError(f"{source}: {error}") from error
     if from_stage is not None and from_stage not in recipe.stages:
         raise RecipeError(f"--from {from_stage}: not one of this recipe's stages {list(recipe.stages)}")
     run_dir, resumed = resolve_run_dir(recipe, out=out, rerun=from_stage is not None)
@@ -102,9 +108,9 @@ def export_run(run_dir: Path | str) -> Path:
     if "export" not in recipe.stages:
         recipe = dataclasses.replace(recipe, stages=(*recipe.stages, "export"))
     validate_components(recipe)
-    context = StageContext(recipe=recipe, run_dir=run_dir, data=None)
+    manifest = Manifest(run_dir)
     for name in recipe.stages[: recipe.stages.index("export")]:
-        if not context.manifest.is_done(name):
+        if not manifest.is_done(name):
             raise RecipeError(f"{run_dir}: stage {name!r} has not finished; run the recipe first")
     context = _prepare_context(recipe, run_dir)
     stages.run_stage("export", context, rerun=True)

@@ -2,8 +2,8 @@
 
 A recipe picks one with ``features.kind``. Each front-end is one module here plus its
 :func:`register` call and says, in one place: the shape of one example's input, the graph that
-computes it from a batch of decoded clips, the dtype its cache keeps, the parameters its cache key
-hashes, and what the device must reproduce (written into the bundle's ``model_config.h``).
+computes it from a batch of decoded clips, the dtype its cache keeps, and its parameters (hashed
+into the cache key, and what the device must reproduce: the bundle's ``model_config.h``).
 
 ======== ==================================== =====================================================
 kind     model input (one example)            device does
@@ -35,11 +35,9 @@ class FrontEnd(Protocol):
     def __call__(self, waveforms, *, sample_rate: int):
         """``[batch, samples, channels]`` float32 clips -> model inputs ``[batch, *output_shape]`` (a tf graph)."""
 
-    def cache_parameters(self) -> dict[str, Any]:
-        """Everything that changes the output (hashed into the cache key)."""
-
-    def device_description(self) -> dict[str, Any]:
-        """What the device must compute before the int8 model (``kind`` plus parameters) for the bundle."""
+    def parameters(self) -> dict[str, Any]:
+        """``kind`` and everything that changes the output: hashed into the cache key, and what the
+        device must compute before the int8 model (stated in the bundle)."""
 
 
 _FRONTENDS: Registry[Callable[[Any], FrontEnd]] = Registry("front-end")

@@ -24,10 +24,7 @@ class LogMelFrontEnd:
     def __call__(self, waveforms, *, sample_rate: int):
         return log_mel_spectrogram(waveforms, sample_rate=sample_rate, params=self.params)
 
-    def cache_parameters(self) -> dict[str, Any]:
-        return {"kind": self.kind, **self.params.as_kwargs()}
-
-    def device_description(self) -> dict[str, Any]:
+    def parameters(self) -> dict[str, Any]:
         return {"kind": self.kind, **self.params.as_kwargs()}
 
 

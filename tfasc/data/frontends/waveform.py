@@ -26,10 +26,7 @@ class WaveformFrontEnd:
     def __call__(self, waveforms, *, sample_rate: int):
         return waveforms
 
-    def cache_parameters(self) -> dict[str, Any]:
-        return {"kind": self.kind}
-
-    def device_description(self) -> dict[str, Any]:
+    def parameters(self) -> dict[str, Any]:
         return {"kind": self.kind}
 
 

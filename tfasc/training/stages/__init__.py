@@ -35,14 +35,15 @@ RESULTS_DIR = "stages"
 
 
 class Stage(Protocol):
-    """What the table needs of a stage."""
+    """What the table needs of a stage. A stage class may subclass it for the defaults: no
+    scratch paths and no confusion matrices."""
 
     name: str
     needs: tuple[str, ...]
     """Artifact kinds this stage reads; an earlier stage of the recipe must produce each."""
     artifacts: tuple[Artifact, ...]
     """What it writes (besides its result file)."""
-    scratch: tuple[str, ...]
+    scratch: tuple[str, ...] = ()
     """Run-directory paths of unfinished work (checkpoints, logs) removed when the stage is forgotten."""
     report_section: str | None
     """Key of its result in ``report.json`` (None: merged at the top level)."""
@@ -55,6 +56,7 @@ class Stage(Protocol):
 
     def confusion_plots(self, result: dict) -> list[tuple[str, str, dict]]:
         """``(title, file name, metrics)`` of confusion matrices to plot from the result."""
+        return []
 
 
 _TABLE: list[Stage] = []

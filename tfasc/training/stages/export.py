@@ -11,14 +11,14 @@ from tfasc.log import log
 from tfasc.formatting import percent
 from tfasc.training.context import FLOAT_MODEL, QAT_MODEL, StageContext
 from tfasc.training.rundir import Artifact
-from tfasc.training.stages import register
+from tfasc.training.stages import Stage, register
 
 
 def device_frontend(context: StageContext) -> dict[str, Any]:
     """What the device computes before the int8 model: the front-end, clip format and standardization."""
     recipe, data = context.recipe, context.data
     return {
-        **frontend_of(recipe).device_description(),
+        **frontend_of(recipe).parameters(),
         "sample_rate": recipe.data.sample_rate,
         "clip_seconds": recipe.data.duration_s,
         "audio_channels": recipe.data.channels,
@@ -27,7 +27,7 @@ def device_frontend(context: StageContext) -> dict[str, Any]:
     }
 
 
-class ExportStage:
+class ExportStage(Stage):
     name = "export"
     needs = (FLOAT_MODEL,)
     artifacts = (
@@ -35,7 +35,6 @@ class ExportStage:
         Artifact("model_float32.tflite", "float32_tflite"),
         Artifact("model_float16.tflite", "float16_tflite"),
     )
-    scratch: tuple[str, ...] = ()
     report_section = "deploy"
 
     def run(self, context: StageContext) -> dict[str, Any]:

@@ -10,13 +10,13 @@ from tfasc.formatting import percent
 from tfasc.training import loop
 from tfasc.training.context import FLOAT_MODEL, StageContext, fine_tune
 from tfasc.training.rundir import Artifact
-from tfasc.training.stages import register
+from tfasc.training.stages import Stage, register
 
 PRUNED_FILE = "pruned.keras"
 SPARSE = "sparse"
 
 
-class PruneStage:
+class PruneStage(Stage):
     name = "prune"
     needs = (FLOAT_MODEL,)
     artifacts = (Artifact(PRUNED_FILE, FLOAT_MODEL, traits=(SPARSE,)),)
@@ -53,9 +53,6 @@ class PruneStage:
             f"macro accuracy {percent(prune['metrics'].get('macro_accuracy'))}",
             "",
         ]
-
-    def confusion_plots(self, result: dict) -> list[tuple[str, str, dict]]:
-        return []
 
 
 register(PruneStage())

@@ -10,13 +10,13 @@ from tfasc.formatting import percent
 from tfasc.training import loop
 from tfasc.training.context import FLOAT_MODEL, QAT_MODEL, StageContext, fine_tune
 from tfasc.training.rundir import Artifact
-from tfasc.training.stages import register
+from tfasc.training.stages import Stage, register
 from tfasc.training.stages.prune import SPARSE
 
 QAT_FILE = "qat.h5"  # TF-MOT's quantize layers do not load from .keras
 
 
-class QatStage:
+class QatStage(Stage):
     name = "qat"
     needs = (FLOAT_MODEL,)
     artifacts = (Artifact(QAT_FILE, QAT_MODEL),)
@@ -54,9 +54,6 @@ class QatStage:
             f"macro accuracy {percent(qat['metrics'].get('macro_accuracy'))}{kept}",
             "",
         ]
-
-    def confusion_plots(self, result: dict) -> list[tuple[str, str, dict]]:
-        return []
 
 
 register(QatStage())

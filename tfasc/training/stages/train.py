@@ -9,7 +9,7 @@ from tfasc.formatting import metrics_section
 from tfasc.training import loop
 from tfasc.training.context import FLOAT_MODEL, StageContext, parameter_summary
 from tfasc.training.rundir import Artifact
-from tfasc.training.stages import register
+from tfasc.training.stages import Stage, register
 
 MODEL_FILE = "model.keras"
 
@@ -24,7 +24,7 @@ def build_model(recipe, input_shape, num_classes: int):
     return models.build(recipe.model.name, input_shape, num_classes, **recipe.model.options)
 
 
-class TrainStage:
+class TrainStage(Stage):
     name = "train"
     needs: tuple[str, ...] = ()
     artifacts = (Artifact(MODEL_FILE, FLOAT_MODEL),)
