@@ -71,3 +71,17 @@ def test_truncated_wav(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(AudioDecodeError, match="cannot read file"):
         decode_audio(tmp_path / "absent.wav")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_samples_name_the_file(tmp_path, bad):
+    audio = tone()
+    audio[[3, 50, 51], [0, 1, 1]] = bad
+    path = tmp_path / "float.wav"
+    sf.write(path, audio, 16000, subtype="FLOAT")  # float WAV: decoded by tensorflow-io
+    count = int((~np.isfinite(sf.read(path, dtype="float32")[0])).sum())
+    assert count == 3
+    with pytest.raises(AudioDecodeError) as error:
+        load_audio(path, sample_rate=16000, channels=2, num_samples=4000)
+    assert error.value.path == str(path)
+    assert error.value.reason == f"contains non-finite samples ({count} NaN/inf values)"

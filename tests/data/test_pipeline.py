@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+import tensorflow as tf
+
+from tfasc.augment.mixing import AugmentPolicy, make_batch_augmenter
 from tfasc.data.datasets.base import DatasetError, Example
 from tfasc.data.features import LogMelParams
 from tfasc.data.frontends.log_mel import LogMelFrontEnd
@@ -123,3 +126,100 @@ def test_standardization_and_order():
     targets = np.zeros((50, 2), np.float32)
     x = np.concatenate([b[0] for b in batches(make_dataset(features, targets, batch_size=16, shuffle=False, mean=mean, std=std), 10)])
     np.testing.assert_allclose(x, (features - mean) / std, atol=1e-5)
+
+
+def test_non_finite_audio_is_listed_or_skipped(tmp_path):
+    examples = write_clips(tmp_path, 4)
+    for name, bad in (("clip1.wav", np.nan), ("clip3.wav", np.inf)):
+        audio = np.full((RATE // 2, 2), 0.1, np.float32)
+        audio[100:105, 1] = bad
+        sf.write(tmp_path / name, audio, RATE, subtype="FLOAT")
+    cache = tmp_path / "cache"
+    with pytest.raises(BadAudioError) as error:
+        extract(examples, cache_dir=cache)
+    message = str(error.value)
+    assert "2 of 4 audio files could not be read" in message
+    assert f"{tmp_path / 'clip1.wav'}: contains non-finite samples (5 NaN/inf values)" in message
+    assert f"{tmp_path / 'clip3.wav'}: contains non-finite samples (5 NaN/inf values)" in message
+    assert not any(cache.iterdir())
+    skipped = extract(examples, cache_dir=cache, skip_bad_files=True)
+    assert [e.path.name for e in skipped.examples] == ["clip0.wav", "clip2.wav"]
+    assert [path for path, _ in skipped.skipped] == [str(tmp_path / "clip1.wav"), str(tmp_path / "clip3.wav")]
+    assert np.isfinite(np.asarray(skipped.features, np.float32)).all() and skipped.features.shape[0] == 2
+
+
+class SqrtOfMean:
+    """A front-end whose output is NaN for a clip of negative mean: a stand-in for a pathological one."""
+
+    kind = "sqrt_of_mean"
+    cache_dtype = np.dtype(np.float32)
+
+    def output_shape(self, num_samples, channels):
+        return (channels,)
+
+    def __call__(self, waveforms, *, sample_rate):
+        return tf.sqrt(tf.reduce_mean(waveforms, axis=1))
+
+    def parameters(self):
+        return {"kind": self.kind}
+
+
+def test_non_finite_features_are_never_cached(tmp_path):
+    signs = [1, -1, 1, 1, -1, 1, 1, 1, 1, 1]  # more than one extraction batch of 8
+    examples = []
+    for i, sign in enumerate(signs):
+        path = tmp_path / f"c{i}.wav"
+        sf.write(path, np.full((RATE // 2, 2), 0.04 * (i + 1) * sign), RATE, subtype="PCM_16")
+        examples.append(Example(path=path, labels=("a",)))
+    run = lambda **kw: extract_features(examples, sample_rate=RATE, duration_s=0.5, channels=2, frontend=SqrtOfMean(),
+                                        cache_dir=tmp_path / "cache", **kw)
+    with pytest.raises(BadAudioError, match=r"(?s)2 of 10 .*c1.wav: features are not finite \(2 NaN/inf values.*c4.wav"):
+        run()
+    result = run(skip_bad_files=True)
+    good = [i for i, sign in enumerate(signs) if sign > 0]
+    assert [e.path.name for e in result.examples] == [f"c{i}.wav" for i in good]
+    assert [p for p, _ in result.skipped] == [str(tmp_path / "c1.wav"), str(tmp_path / "c4.wav")]
+    # Each kept row is sqrt of its own clip's mean (read back by libsndfile): rows did not shift.
+    expected = [np.sqrt(sf.read(examples[i].path, dtype="float32")[0].mean(0)) for i in good]
+    np.testing.assert_allclose(result.features, expected, rtol=1e-5)
+    again = run(skip_bad_files=True)  # from the cache
+    assert again.cache_entry == result.cache_entry and again.skipped == result.skipped
+    np.testing.assert_array_equal(again.features, result.features)
+
+
+@pytest.mark.parametrize("n, batch, drop_remainder, start", [(10, 4, False, 5), (10, 4, True, 3), (12, 4, False, 7), (7, 8, False, 2)])
+def test_resumed_dataset_continues_the_stream(n, batch, drop_remainder, start):
+    features = np.arange(n * 3 * 2 * 1, dtype=np.float32).reshape(n, 3, 2, 1)
+    targets = np.eye(n, dtype=np.float32)  # target i marks example i
+    augment = make_batch_augmenter(AugmentPolicy(mixup_prob=1.0, mixup_alpha=0.4), base_seed=3)
+    make = lambda start_batch: make_dataset(features, targets, batch_size=batch, shuffle=True, seed=7, augment=augment,
+                                            repeat=True, drop_remainder=drop_remainder, start_batch=start_batch)
+    per_pass = n // batch if drop_remainder else -(-n // batch)
+    total = start + 2 * per_pass + 1
+    full = batches(make(0), total)
+    resumed = batches(make(start), total - start)
+    assert len(resumed) == total - start
+    for (xa, ya), (xb, yb) in zip(full[start:], resumed):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    # Mixup happened, and each pass covers every example once: the examples with the largest
+    # share of each mixed target row, pass by pass, are a permutation of all examples.
+    assert any(not np.array_equal(y, y.round()) for _, y in full)
+    plain = batches(make_dataset(features, targets, batch_size=batch, shuffle=True, seed=7, repeat=True,
+                                 drop_remainder=drop_remainder), 3 * per_pass)
+    orders = [np.concatenate([y.argmax(1) for _, y in plain[p * per_pass : (p + 1) * per_pass]]) for p in range(3)]
+    for order in orders:
+        if drop_remainder:
+            assert len(order) == per_pass * batch and len(set(order)) == len(order)
+        else:
+            assert sorted(order) == list(range(n))
+    assert not all(np.array_equal(orders[0], order) for order in orders[1:])
+
+
+def test_dataset_without_repeat_is_one_pass():
+    features = np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1)
+    targets = np.zeros((10, 1), np.float32)
+    x = [b[0][:, 0, 0, 0] for b in batches(make_dataset(features, targets, batch_size=4, shuffle=False, start_batch=1), 10)]
+    assert [list(b) for b in x] == [[4, 5, 6, 7], [8, 9]]
+    shuffled = batches(make_dataset(features, targets, batch_size=4, shuffle=True, seed=1), 10)
+    assert len(shuffled) == 3 and sorted(np.concatenate([b[0][:, 0, 0, 0] for b in shuffled])) == list(range(10))

@@ -82,7 +82,7 @@ class WeightNormStage(stages.Stage):
     def run(self, context: StageContext) -> dict:
         model = context.load(FLOAT_MODEL, by=self.name)
         norm = float(np.sqrt(sum(np.sum(np.square(w)) for w in model.get_weights())))
-        (context.run_dir / "weight_norm.json").write_text(json.dumps({"norm": norm}))
+        context.output("weight_norm.json").write_text(json.dumps({"norm": norm}))  # moved in on success
         return {"norm": norm}
 
     def markdown(self, report: dict) -> list[str]:

@@ -34,8 +34,9 @@ DepthwiseConv2D, which its pruning could not prune). Custom configs with weights
 sparsity (TF-MOT applies the mask only to registry configs). Models: ``[batch, freq, time,
 channels]`` float features (or ``[batch, samples, channels]`` waveforms) -> logits.
 
-QAT models save to HDF5 only (``.keras`` fails for TF-MOT's QuantizeLayer); ``load_quantized_model``
-loads them again.
+QAT models do not load from ``.keras`` (TF-MOT's QuantizeLayer), and a full HDF5 model can run code
+when loaded, so a QAT model is kept as its weights (``tfasc.models.saving.save_weights``) and
+rebuilt with :func:`quantize_model` from its float model before the weights are loaded back.
 """
 
 from __future__ import annotations
@@ -308,15 +309,6 @@ def qat_scope(extra_objects: Mapping[str, Any] | None = None):
         **(extra_objects or {}),
     }
     return tfmot.quantization.keras.quantize_scope(objects)
-
-
-def load_quantized_model(path: str | Path, *, custom_objects: Mapping[str, Any] | None = None) -> keras.Model:
-    """Load a QAT model saved as HDF5 (uncompiled), tfasc's layers and configs resolved by bare name.
-
-    ``custom_objects``: name -> class for layers registered outside package ``tfasc``.
-    """
-    with qat_scope(custom_objects):
-        return keras.models.load_model(path, compile=False)
 
 
 def quantize_model(

@@ -2,16 +2,22 @@
 
 Every key is checked against the schema: an unknown key names its path and suggests the nearest
 valid one, a wrong type or out-of-range value names the path, the value and what was expected.
-Only ``yaml.safe_load`` is used.
+YAML is read with ``yaml.safe_load``'s semantics (:class:`RecipeLoader`, a ``SafeLoader`` that also
+refuses a key given twice in one mapping). An empty recipe, or one that is not a mapping, names the
+file. After the sections are built, :func:`check_cross_sections` checks what spans two sections (the
+log-mel parameters against ``data.sample_rate``, ``data.duration_s`` and ``data.channels``).
 """
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import difflib
+import inspect
+import os
 import types
 import typing
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Literal, Mapping
 
 import yaml
@@ -150,25 +156,89 @@ def build_dataclass(cls, values: Any, path: str = ""):
     return instance
 
 
-def check_options(path: str, options: Mapping[str, Any], fn, *, also_valid=()) -> None:
-    """Check that every key of ``options`` is a keyword argument of ``fn``.
+def _option_type(tp):
+    """A builder's or loader's parameter annotation as a type :func:`_convert` checks, or ``Any``.
 
-    Used for open sections whose keys belong to a registered component (a model builder's
-    arguments, a dataset loader's options).
+    Paths are given as strings, lists as YAML lists (checked like tuples); an annotation outside
+    what recipes can spell (a class, a callable) is not checked.
     """
-    import inspect
+    origin = typing.get_origin(tp)
+    if tp is Any or tp in (type(None), bool, int, float, str):
+        return tp
+    if isinstance(tp, type) and issubclass(tp, (PurePath, os.PathLike)):
+        return str
+    if origin is Literal:
+        return tp
+    if origin in (typing.Union, types.UnionType):
+        options = tuple(_option_type(t) for t in typing.get_args(tp))
+        return Any if Any in options else typing.Union[options]
+    if origin in (tuple, list, collections.abc.Sequence):
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        item = _option_type(args[0]) if len(set(args)) == 1 else Any
+        return tuple[item, ...]
+    if origin is dict or tp is dict:
+        return dict[str, Any]
+    return Any
 
+
+def _annotations(fn) -> dict[str, Any]:
+    """``fn``'s parameter annotations, resolved; none when they cannot be resolved."""
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:  # noqa: BLE001 - an unresolvable annotation only means no type check
+        return {}
+
+
+def check_options(path: str, options: Mapping[str, Any], fn, *, also_valid=()) -> None:
+    """Check ``options`` against the keyword arguments of ``fn`` (a model builder, a dataset loader).
+
+    Used for open sections whose keys belong to a registered component. Every key must name an
+    option of ``fn``: a keyword-only parameter or one with a default (the required positional ones,
+    such as a builder's ``input_shape`` and ``num_classes``, are passed by tfasc). Every value must
+    match the parameter's annotation where it has one (int, float, bool, str, paths as strings,
+    lists, ``Literal``, ``Optional``, unions). Every keyword-only parameter without a default must
+    be given. Errors are :class:`RecipeError` naming ``path.key``.
+    """
+    name = getattr(fn, "__qualname__", repr(fn))
     parameters = inspect.signature(fn).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return
-    valid = [name for name, p in parameters.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    passed_by_tfasc = [
+        key for key, p in parameters.items()
+        if p.kind is inspect.Parameter.POSITIONAL_ONLY
+        or (p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and p.default is inspect.Parameter.empty)
+    ]
+    valid = [
+        key for key, p in parameters.items()
+        if key not in passed_by_tfasc and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
+    suggestions = [*valid, *also_valid]
     for key in options:
-        if key not in valid:
-            suggestions = [*valid, *also_valid]
+        if key in passed_by_tfasc:
             raise RecipeError(
-                f"{_join(path, key)}: unknown key for {getattr(fn, '__qualname__', fn)}."
-                f"{_nearest(key, suggestions)} Valid keys here: {', '.join(suggestions)}"
+                f"{_join(path, key)}: {key!r} is an argument tfasc passes to {name} itself, not an option. "
+                f"Valid keys here: {', '.join(suggestions)}"
             )
+        if key not in valid and not open_ended:
+            raise RecipeError(
+                f"{_join(path, key)}: unknown key for {name}.{_nearest(key, suggestions)} "
+                f"Valid keys here: {', '.join(suggestions)}"
+            )
+    hints = _annotations(fn)
+    for key, value in options.items():
+        if key in hints:
+            try:
+                _convert(value, _option_type(hints[key]), _join(path, key))
+            except RecipeError as error:
+                raise RecipeError(f"{error} (option {key!r} of {name})") from None
+    required = [
+        key for key, p in parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is inspect.Parameter.empty and key not in options
+    ]
+    if required:
+        raise RecipeError(
+            f"{path}: {name} requires {', '.join(_join(path, key) for key in required)}; "
+            f"valid keys here: {', '.join(suggestions)}"
+        )
 
 
 def _join(path: str, key: str) -> str:
@@ -186,13 +256,63 @@ def to_plain(instance) -> Any:
     return instance
 
 
+class DuplicateKeyError(RecipeError):
+    """A key given twice in one YAML mapping (PyYAML would silently keep the last)."""
+
+
+class RecipeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (the semantics of ``yaml.safe_load``) that refuses duplicate keys.
+
+    Before a document is constructed its node tree is walked; a mapping holding the same key twice
+    raises :class:`DuplicateKeyError` naming the key path and both lines (1-based). Keys merged in
+    with ``<<`` may be overridden, as YAML intends.
+    """
+
+    def construct_document(self, node):
+        self._check_duplicates(node, "", set())
+        return super().construct_document(node)
+
+    def _check_duplicates(self, node, path: str, seen_nodes: set) -> None:
+        if id(node) in seen_nodes:  # an alias: already checked (and aliases may be recursive)
+            return
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._check_duplicates(item, f"{path}[{i}]", seen_nodes)
+        elif isinstance(node, yaml.MappingNode):
+            first_line: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    self._check_duplicates(value_node, path, seen_nodes)
+                    continue
+                if not isinstance(key_node, yaml.ScalarNode):  # a complex key: not a recipe's
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                key_path = _join(path, str(key))
+                line = key_node.start_mark.line + 1
+                if key in first_line:
+                    where = f"lines {first_line[key]} and {line}" if first_line[key] != line else f"line {line}, twice"
+                    raise DuplicateKeyError(
+                        f"duplicate key {key_path} on {where} (YAML would keep only the last; remove one)"
+                    )
+                first_line[key] = line
+                self._check_duplicates(value_node, key_path, seen_nodes)
+
+
+def _load_yaml(text: str) -> Any:
+    """``yaml.safe_load(text)``, refusing duplicate keys (:class:`RecipeLoader`)."""
+    return yaml.load(text, Loader=RecipeLoader)  # noqa: S506 - RecipeLoader is a SafeLoader
+
+
 def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
     """``"training.epochs=3"`` → ``(("training", "epochs"), 3)``; the value is parsed as YAML."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise RecipeError(f"--set {text!r}: expected KEY.PATH=VALUE, e.g. training.epochs=3")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = _load_yaml(raw) if raw.strip() else None
+    except DuplicateKeyError as error:
+        raise RecipeError(f"--set {text!r}: {error}") from error
     except yaml.YAMLError as error:
         raise RecipeError(f"--set {text!r}: value is not valid YAML ({error})") from error
     return tuple(part.strip() for part in key.strip().split(".")), value
@@ -215,21 +335,88 @@ def apply_overrides(tree: dict, overrides: typing.Iterable[str]) -> dict:
 
 
 def read_yaml(path: Path | str) -> dict:
-    """Read a recipe file as a mapping; a missing file or bad YAML names the file."""
+    """Read a recipe file as a mapping.
+
+    A missing file, bad YAML, a duplicate key, an empty document (nothing, only comments, or
+    ``null``) or a top level that is not a mapping is a :class:`RecipeError` naming the file.
+    """
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as error:
         raise RecipeError(f"{path}: cannot read recipe ({error.strerror or error})") from error
+    except UnicodeDecodeError as error:
+        raise RecipeError(f"{path}: not a text file ({error})") from error
     try:
-        tree = yaml.safe_load(text)
+        tree = _load_yaml(text)
+    except DuplicateKeyError as error:
+        raise RecipeError(f"{path}: {error}") from error
     except yaml.YAMLError as error:
         raise RecipeError(f"{path}: not valid YAML ({error})") from error
     if tree is None:
-        tree = {}
+        raise RecipeError(
+            f"{path}: the recipe is empty; expected a mapping of sections (e.g. data:, features:, model:, training:)"
+        )
     if not isinstance(tree, dict):
-        raise RecipeError(f"{path}: expected a mapping of sections at the top level, got {type(tree).__name__}")
+        raise RecipeError(
+            f"{path}: expected a mapping of sections at the top level (e.g. data:, model:, training:), "
+            f"got a {type(tree).__name__}: {_short(tree)}"
+        )
     return tree
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_cross_sections(recipe) -> None:
+    """Checks that span two recipe sections, once every section is valid on its own.
+
+    For ``features.kind: log_mel``, every log-mel parameter against ``data.sample_rate`` (``fmax``
+    at most the Nyquist frequency, ``fmin`` below ``fmax``, ``win_length`` at most ``n_fft``, ...;
+    :meth:`tfasc.data.features.LogMelParams.check`), ``channel_mode: mid_side`` against
+    ``data.channels`` and the clip length against one STFT frame. A :class:`RecipeError` names the keys.
+    """
+    features, data = recipe.features, recipe.data
+    if features.kind != "log_mel":
+        return
+    from tfasc.data.features import LogMelParams
+
+    rate = data.sample_rate
+    nyquist = rate / 2
+    rate_text = f"the Nyquist frequency {nyquist:g} Hz of data.sample_rate {rate}"
+    if features.fmax is not None and features.fmax > nyquist:
+        raise RecipeError(f"features.fmax: {features.fmax:g} Hz is above {rate_text}")
+    if features.fmax is None and features.fmin >= nyquist:
+        raise RecipeError(
+            f"features.fmin: {features.fmin:g} Hz is not below {rate_text} (features.fmax unset: the Nyquist frequency)"
+        )
+    if features.fmax is not None and features.fmin >= features.fmax:
+        raise RecipeError(f"features.fmin: {features.fmin:g} Hz is not below features.fmax {features.fmax:g} Hz")
+    if features.win_length is not None and features.win_length > features.n_fft:
+        raise RecipeError(
+            f"features.win_length: {features.win_length} is longer than features.n_fft {features.n_fft}"
+        )
+    if features.channel_mode == "mid_side" and data.channels != 2:
+        raise RecipeError(f"features.channel_mode: mid_side needs data.channels: 2, got {data.channels}")
+    params = LogMelParams.of(features)
+    try:
+        params.check(rate)
+    except ValueError as error:  # anything the specific checks above do not phrase yet
+        raise RecipeError(f"features (log_mel at data.sample_rate {rate}): {error}") from error
+    samples = int(round(rate * data.duration_s))
+    half = features.n_fft // 2
+    if features.center and features.pad_mode != "constant" and samples <= half:
+        raise RecipeError(
+            f"features.pad_mode: {features.pad_mode} needs clips longer than features.n_fft // 2 = {half} samples; "
+            f"data.duration_s {data.duration_s:g} at data.sample_rate {rate} is {samples}"
+        )
+    if not features.center and samples < features.n_fft:
+        raise RecipeError(
+            f"features.n_fft: {features.n_fft} samples is longer than a clip (data.duration_s {data.duration_s:g} "
+            f"at data.sample_rate {rate} is {samples} samples) with features.center: false"
+        )
 
 
 def load_recipe(path: Path | str, overrides: typing.Iterable[str] = ()):
@@ -239,9 +426,11 @@ def load_recipe(path: Path | str, overrides: typing.Iterable[str] = ()):
     tree = apply_overrides(read_yaml(path), overrides)
     tree.setdefault("name", Path(path).stem)
     try:
-        return build_dataclass(Recipe, tree)
+        recipe = build_dataclass(Recipe, tree)
+        check_cross_sections(recipe)
     except RecipeError as error:
         raise RecipeError(f"{path}: {error}") from error
+    return recipe
 
 
 def dump_recipe(recipe) -> str:

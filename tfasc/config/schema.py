@@ -57,6 +57,9 @@ class DataConfig:
     cache: bool = True
     """Keep computed features on disk, keyed by a hash of the feature parameters and file list."""
     cache_dir: str = ".tfasc_cache"
+    cache_max_gb: float = field(default=20.0, **_range(min=0))
+    """Cap of the feature cache's size on disk: after writing an entry, the least recently used
+    other entries are evicted until the cache fits (``python -m tfasc.cache list`` shows them)."""
     batch_size: int = field(default=32, **_range(min=1))
     seed: int = 0
     """Seed of shuffling and augmentation."""

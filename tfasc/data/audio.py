@@ -69,7 +69,8 @@ def decode_audio(path: Path | str) -> tuple[tf.Tensor, int]:
     """Decode ``path`` to a float32 tensor ``[samples, channels]`` in [-1, 1] and its sample rate.
 
     Raises:
-        AudioDecodeError: naming the file and the reason (missing, empty, corrupt, unknown format).
+        AudioDecodeError: naming the file and the reason (missing, empty, corrupt, unknown format,
+            NaN or infinite samples).
     """
     path = Path(path)
     try:
@@ -89,7 +90,17 @@ def decode_audio(path: Path | str) -> tuple[tf.Tensor, int]:
         raise AudioDecodeError(path, f"contains no samples (decoded shape {tuple(audio.shape)})")
     if rate <= 0:
         raise AudioDecodeError(path, f"has an invalid sample rate {rate}")
+    non_finite = count_non_finite(audio)
+    if non_finite:
+        # Float WAV/FLAC can carry NaN or inf; one of them would turn every feature of the clip, and
+        # then the loss, into NaN. Named here, the file is listed (or skipped) like an undecodable one.
+        raise AudioDecodeError(path, f"contains non-finite samples ({non_finite} NaN/inf values)")
     return audio, rate
+
+
+def count_non_finite(values) -> int:
+    """Number of NaN and ±inf entries of a float tensor or array."""
+    return int(np.size(values) - np.count_nonzero(np.isfinite(np.asarray(values))))
 
 
 def convert_channels(audio: tf.Tensor, channels: int) -> tf.Tensor:

@@ -1,7 +1,8 @@
 """From examples to a ``tf.data`` pipeline of batches.
 
 decode → resample → channels → crop/pad → front-end (log-mel, or the waveform itself; see
-:mod:`tfasc.data.frontends`) → (cache) → standardize → shuffle → batch → augment → prefetch.
+:mod:`tfasc.data.frontends`) → (cache) → order (a seeded permutation per pass) → batch → gather and
+standardize → augment → prefetch.
 Features are computed once per clip (and kept on disk when caching), then every epoch reads them
 back: on DCASE-sized data the feature extraction would otherwise dominate training. Features are
 laid out ``[examples, n_mels, frames, channels]`` (log-mel) or ``[examples, samples, channels]``
@@ -21,7 +22,7 @@ import tfasc  # noqa: F401
 import tensorflow as tf
 
 from tfasc.data import cache as feature_cache
-from tfasc.data.audio import AudioDecodeError, load_audio
+from tfasc.data.audio import AudioDecodeError, count_non_finite, load_audio
 from tfasc.data.datasets.base import DatasetError, Example
 from tfasc.data.frontends import FrontEnd
 
@@ -72,16 +73,22 @@ def extract_features(
     cache_dir: Path | str | None = None,
     skip_bad_files: bool = False,
     description: str = "features",
+    cache_max_bytes: int | None = None,
 ) -> FeatureSet:
     """Compute (or read from the cache) the model inputs of ``examples``.
 
     Args:
         frontend: what turns decoded clips into model inputs (:func:`tfasc.data.frontends.make`).
-        cache_dir: folder of the on-disk cache; None computes in memory every time.
-        skip_bad_files: skip undecodable files (reported in ``FeatureSet.skipped``) instead of raising.
+        cache_dir: folder of the on-disk cache; None computes in memory every time. Opening it
+            removes the leftovers of interrupted builds; a damaged entry is rebuilt.
+        skip_bad_files: skip undecodable files, and clips whose features are not finite (reported
+            in ``FeatureSet.skipped``), instead of raising.
+        description: what the features are for (progress bar, and the cache index for humans).
+        cache_max_bytes: after writing an entry, evict least-recently-used ones until the cache
+            holds at most this many bytes (None: no limit).
 
     Raises:
-        BadAudioError: naming every undecodable file and why, unless skipping is allowed.
+        BadAudioError: naming every undecodable (or non-finite) file and why, unless skipping is allowed.
     """
     examples = tuple(examples)
     num_samples = int(round(sample_rate * duration_s))
@@ -95,7 +102,9 @@ def extract_features(
     }
     entry = None
     if cache_dir is not None:
-        entry = Path(cache_dir) / feature_cache.cache_key(parameters, (e.path for e in examples))
+        cache_dir = Path(cache_dir)
+        feature_cache.clean_orphans(cache_dir)
+        entry = cache_dir / feature_cache.cache_key(parameters, (e.path for e in examples))
         cached = feature_cache.read_entry(entry)
         if cached is not None:
             features, index = cached
@@ -106,29 +115,38 @@ def extract_features(
     out = writer.features if writer else np.zeros((len(examples), *shape), np.float32)
     extract = _feature_function(frontend, sample_rate, num_samples, channels)
     kept_indices: list[int] = []
-    skipped: list[tuple[str, str]] = []
-    pending: list[np.ndarray] = []
+    failures: list[tuple[int, str, str]] = []  # (example index, path, reason)
+    pending: list[tuple[int, np.ndarray]] = []
 
     def flush():
-        if pending:
-            rows = len(kept_indices) - len(pending)
-            out[rows : rows + len(pending)] = extract(np.stack(pending)).numpy()
-            pending.clear()
+        if not pending:
+            return
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow to the cache dtype is caught below
+            values = np.asarray(extract(np.stack([audio for _, audio in pending])).numpy(), dtype=out.dtype)
+        non_finite = [count_non_finite(row) for row in values]
+        for (i, _), bad in zip(pending, non_finite):
+            if bad:
+                # A NaN row in the cache would poison the standardization and every epoch's loss.
+                failures.append((i, str(examples[i].path), f"features are not finite ({bad} NaN/inf values in {out.dtype})"))
+        good = values[[bad == 0 for bad in non_finite]]
+        out[len(kept_indices) : len(kept_indices) + len(good)] = good
+        kept_indices.extend(i for (i, _), bad in zip(pending, non_finite) if not bad)
+        pending.clear()
 
     try:
         with _progress(len(examples), description) as bar:
             for i, example in enumerate(examples):
                 try:
                     pending.append(
-                        load_audio(example.path, sample_rate=sample_rate, channels=channels, num_samples=num_samples)
+                        (i, load_audio(example.path, sample_rate=sample_rate, channels=channels, num_samples=num_samples))
                     )
-                    kept_indices.append(i)
                 except AudioDecodeError as error:
-                    skipped.append((error.path, error.reason))
+                    failures.append((i, error.path, error.reason))
                 if len(pending) == _EXTRACT_BATCH:
                     flush()
                 bar.update(1)
             flush()
+        skipped = [(path, reason) for _, path, reason in sorted(failures)]
         if skipped and not skip_bad_files:
             listing = "\n".join(f"  {path}: {reason}" for path, reason in skipped[:20])
             more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
@@ -141,11 +159,23 @@ def extract_features(
             writer.abort()
         raise
     kept = tuple(examples[i] for i in kept_indices)
-    if writer:
-        writer.commit(len(kept), {"kept": kept_indices, "skipped": skipped})
-        features, _ = feature_cache.read_entry(entry)
-        return FeatureSet(features, kept, tuple(skipped), str(entry))
-    return FeatureSet(out[: len(kept)], kept, tuple(skipped))
+    if not writer:
+        return FeatureSet(out[: len(kept)], kept, tuple(skipped))
+    index = {
+        "description": description,
+        "feature_shape": list(shape),
+        "dtype": str(np.dtype(frontend.cache_dtype)),
+        "parameters": parameters,
+        "kept": kept_indices,
+        "skipped": skipped,
+    }
+    writer.commit(len(kept), index)
+    if cache_max_bytes is not None:
+        feature_cache.enforce_cap(cache_dir, cache_max_bytes, keep=entry)
+    cached = feature_cache.read_entry(entry, verify=False)  # just written and hashed
+    # None only if another process removed the entry meanwhile; the rows are still mapped here.
+    features = cached[0] if cached is not None else out[: len(kept)]
+    return FeatureSet(features, kept, tuple(skipped), str(entry))
 
 
 def label_targets(examples: Sequence[Example], classes: Sequence[str], *, multi_label: bool = False) -> np.ndarray:
@@ -185,6 +215,24 @@ def standardize(features: np.ndarray, mean: float, std: float) -> np.ndarray:
     return (np.asarray(features, np.float32) - np.float32(mean)) * np.float32(1.0 / std)
 
 
+def batches_per_pass(num_examples: int, batch_size: int, *, drop_remainder: bool = False) -> int:
+    """Batches one pass over the examples makes (the last one short unless ``drop_remainder``)."""
+    return num_examples // batch_size if drop_remainder else -(-num_examples // batch_size)
+
+
+def _index_batches(pass_index, *, num_examples: int, batch_size: int, per_pass: int, shuffle: bool, seed: int):
+    """The ``per_pass`` batches of example indices of pass ``pass_index``.
+
+    The order is a stateless permutation seeded by ``(seed, pass)``: a pure function of its
+    arguments, so any pass can be produced without running the ones before it (a resumed run).
+    """
+    order = tf.range(num_examples, dtype=tf.int64)
+    if shuffle:
+        pass_seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(pass_index, tf.int64)])
+        order = tf.random.experimental.stateless_shuffle(order, seed=pass_seed)
+    return tf.data.Dataset.range(per_pass).map(lambda j: order[j * batch_size : (j + 1) * batch_size])
+
+
 def make_dataset(
     features: np.ndarray,
     targets: np.ndarray,
@@ -197,20 +245,33 @@ def make_dataset(
     augment: Callable | None = None,
     repeat: bool = False,
     drop_remainder: bool = False,
+    start_batch: int = 0,
 ) -> tf.data.Dataset:
     """Batches ``(features [batch, *input_shape], targets [batch, classes])``.
 
     Examples are gathered from ``features`` (which may be a memory-mapped cache) a batch at a time.
-    With ``shuffle`` the order is reshuffled every epoch but fully determined by ``seed``.
-    ``augment(x, y, batch_index)`` is applied to whole batches (see :mod:`tfasc.augment`); with
-    ``repeat`` the dataset is endless and the batch index keeps counting across epochs, so every
-    epoch draws new augmentations (train with ``steps_per_epoch``).
+    The stream is a pure function of ``seed`` and the global batch index: pass ``p`` (one epoch's
+    worth of examples, each exactly once) is ordered by a permutation seeded by ``(seed, p)`` with
+    ``shuffle`` (so every pass is reshuffled), in index order without, and batched on its own.
+    ``augment(x, y, batch_index)`` is applied to whole batches (see :mod:`tfasc.augment`) with the
+    global batch index. With ``repeat`` the dataset is endless (train with ``steps_per_epoch``),
+    otherwise it is pass 0 alone.
+
+    ``start_batch=k`` yields exactly what the dataset with ``start_batch=0`` yields from its k-th
+    batch on, without loading the features of the batches it skips: a resumed training run
+    (``k = finished_epochs * steps_per_epoch``) continues the order and augmentations where the
+    interrupted one stopped instead of replaying epoch 0's.
     """
     if len(features) != len(targets):
         raise ValueError(f"features ({len(features)}) and targets ({len(targets)}) differ in length")
     if len(features) == 0:
         raise ValueError("cannot make a dataset from zero examples")
+    if start_batch < 0:
+        raise ValueError(f"start_batch must be >= 0, got {start_batch}")
     feature_shape_ = tuple(features.shape[1:])
+    per_pass = batches_per_pass(len(features), batch_size, drop_remainder=drop_remainder)
+    if per_pass == 0:
+        raise ValueError(f"{len(features)} examples make no full batch of {batch_size} (drop_remainder)")
 
     def gather(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         order = np.argsort(indices)  # sorted reads are kind to a memory-mapped file
@@ -218,22 +279,22 @@ def make_dataset(
         rows[order] = features[indices[order]]
         return standardize(rows, mean, std), targets[indices]
 
-    dataset = tf.data.Dataset.range(len(features))
-    if shuffle:
-        dataset = dataset.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    passes = dict(num_examples=len(features), batch_size=batch_size, per_pass=per_pass, shuffle=shuffle, seed=seed)
+    if repeat:
+        first_pass, offset = divmod(start_batch, per_pass)
+        indices = tf.data.Dataset.counter(first_pass).flat_map(lambda p: _index_batches(p, **passes)).skip(offset)
+        indices = indices.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
+    else:
+        indices = _index_batches(tf.constant(0, tf.int64), **passes).skip(start_batch)
+    dataset = indices.enumerate(start=start_batch)  # (global batch index, example indices)
 
-    def load(indices):
+    def load(batch_index, indices):
         x, y = tf.numpy_function(gather, [indices], (tf.float32, tf.float32), stateful=False)
         x.set_shape((None, *feature_shape_))
         y.set_shape((None, targets.shape[1]))
+        if augment is not None:
+            return augment(x, y, batch_index)
         return x, y
 
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if repeat:
-        dataset = dataset.repeat()
-    if augment is not None:
-        dataset = dataset.enumerate().map(
-            lambda i, batch: augment(batch[0], batch[1], i), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-        )
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -97,11 +97,21 @@ def _features(recipe, examples, description: str) -> FeatureSet:
         cache_dir=Path(data.cache_dir) if data.cache else None,
         skip_bad_files=data.skip_bad_files,
         description=description,
+        cache_max_bytes=int(data.cache_max_gb * 1e9) if data.cache else None,
     )
     if result.skipped:
         path, reason = result.skipped[0]
         log(f"skipped {len(result.skipped)} unreadable file(s) in {description}; first: {path} ({reason})")
     return result
+
+
+def _no_usable_clip(recipe, root: Path, what: str, skipped) -> DatasetError:
+    """The error for a split (or held-out group) whose every file ``data.skip_bad_files`` skipped."""
+    path, reason = skipped[0]
+    return DatasetError(
+        f"{root}: no usable clip in {what} of the {recipe.data.dataset} dataset: all {len(skipped)} file(s) "
+        f"were skipped as unreadable (data.skip_bad_files: true); first: {path} ({reason})"
+    )
 
 
 def held_out_examples(recipe, index: DatasetIndex) -> dict:
@@ -141,6 +151,8 @@ def prepare_data(recipe) -> PreparedData:
                 f"(splits present: {sorted({str(e.split) for e in index.examples})})"
             )
         splits[name] = _features(recipe, examples, f"features ({name})")
+        if not splits[name].examples:
+            raise _no_usable_clip(recipe, root, f"split {name!r}", splits[name].skipped)
     train, evaluation = splits[data.train_split], splits[data.eval_split]
     targets = lambda feature_set: label_targets(feature_set.examples, index.classes, multi_label=index.multi_label)
     eval_groups = np.array([e.group for e in evaluation.examples], dtype=object)
@@ -149,8 +161,13 @@ def prepare_data(recipe) -> PreparedData:
     for group, examples in held_out_examples(recipe, index).items():
         outside = [e for e in examples if str(e.path) not in eval_paths]
         extra = _features(recipe, outside, f"features ({group})") if outside else None
+        eval_rows = np.flatnonzero(eval_groups == group)
+        if extra is not None and not extra.examples:
+            if not len(eval_rows):
+                raise _no_usable_clip(recipe, root, f"held-out group {group!r} (evaluate.held_out_groups)", extra.skipped)
+            extra = None  # every clip outside the evaluation split was skipped; its clips inside remain
         held_out[group] = HeldOutGroup(
-            eval_rows=np.flatnonzero(eval_groups == group),
+            eval_rows=eval_rows,
             extra=extra,
             extra_targets=targets(extra) if extra is not None else None,
         )

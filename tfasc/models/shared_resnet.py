@@ -51,6 +51,8 @@ DEQUANTIZE/QUANTIZE; for an all-int8 graph, rebuild each SSN with
 
 from __future__ import annotations
 
+from typing import Literal
+
 import tfasc  # noqa: F401  (selects tf_keras before TensorFlow is imported)
 
 import tf_keras as keras
@@ -100,7 +102,7 @@ def build_shared_resnet(
     sub_bands: int = 2,
     repeats: int = 3,
     shared: bool = True,
-    normalization: str = "ssn",
+    normalization: Literal["ssn", "bn"] = "ssn",
     bn_momentum: float = 0.99,
     bn_epsilon: float = 1e-3,
     name: str = "shared_resnet",

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tfasc.report import plots
 from tfasc.training import loop, stages
 from tfasc.training.context import StageContext
 
 
-def make_plots(context: StageContext, results: dict) -> dict:
-    """Training curves and every confusion matrix the stages ask for; ``{title: path in run dir}``."""
+def make_plots(context: StageContext, results: dict, out_dir: Path) -> dict:
+    """Training curves and every confusion matrix the stages ask for, drawn into ``out_dir/plots``;
+    ``{title: path relative to the run directory}``."""
     run_dir, classes = context.run_dir, context.data.index.classes
-    plot_dir = run_dir / "plots"
+    plot_dir = out_dir / "plots"
     plot_dir.mkdir(exist_ok=True)
     made = {}
     history = run_dir / loop.LOG_DIR / loop.HISTORY_CSV
@@ -21,7 +24,7 @@ def make_plots(context: StageContext, results: dict) -> dict:
             if "confusion_matrix" in metrics:
                 made[f"confusion matrix ({title})"] = plots.plot_confusion(
                     metrics["confusion_matrix"], classes, plot_dir / file_name, title)
-    return {name: str(path.relative_to(run_dir)) for name, path in made.items()}
+    return {name: str(path.relative_to(out_dir)) for name, path in made.items()}
 
 
 def data_summary(context: StageContext) -> dict:
@@ -41,10 +44,16 @@ def data_summary(context: StageContext) -> dict:
     }
 
 
-def assemble_report(context: StageContext, *, elapsed_s: float) -> dict:
-    """The report of the recipe's finished stages; a stage without a section fills the top level."""
+def assemble_report(context: StageContext, *, elapsed_s: float, results: dict | None = None,
+                    out_dir: Path | None = None) -> dict:
+    """The report of the recipe's finished stages; a stage without a section fills the top level.
+
+    ``results``: stage results to use instead of the run directory's (a stage not yet committed);
+    ``out_dir``: where the plots go (default the run directory), laid out as in the run directory.
+    """
     recipe = context.recipe
-    results = {name: stages.read_result(context, name) for name in recipe.stages}
+    given = results or {}
+    results = {name: given[name] if name in given else stages.read_result(context, name) for name in recipe.stages}
     report: dict = {"recipe": recipe.name, "run_dir": str(context.run_dir), "stages": list(recipe.stages)}
     for name, result in results.items():
         section = stages.get(name).report_section
@@ -55,5 +64,5 @@ def assemble_report(context: StageContext, *, elapsed_s: float) -> dict:
     report["data"] = data_summary(context)
     report["time_s"] = elapsed_s
     if recipe.output.plots:
-        report["plots"] = make_plots(context, results)
+        report["plots"] = make_plots(context, results, out_dir or context.run_dir)
     return report

@@ -1,11 +1,12 @@
-"""What every stage gets: the recipe, the run directory and its manifest, the prepared data, and
-the shared ways to build datasets, fine-tune a model and load a model from the run directory."""
+"""What every stage gets: the recipe, the run directory and its manifest, where to write its
+artifacts, the prepared data, and the shared ways to build datasets, fine-tune a model and load a
+model from the run directory (verified against the manifest, never by running code from a file)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -17,7 +18,7 @@ from tfasc.data.pipeline import make_dataset
 from tfasc.data.prepare import PreparedData
 from tfasc.evaluate import evaluate_model
 from tfasc.training import loop
-from tfasc.training.rundir import Manifest
+from tfasc.training.rundir import Manifest, RunClock
 from tfasc.training.schedules import Phase, PhasedSchedule
 
 #: Artifact kinds that are Keras models, and how to load each.
@@ -30,20 +31,39 @@ class StageContext:
     recipe: Any
     run_dir: Path
     data: PreparedData
+    out_dir: Path | None = None
+    """Where the running stage writes its artifacts (a staging folder the stage table moves into
+    the run directory when the stage has succeeded); None: the run directory."""
+    clock: RunClock | None = None
+    """Adds each finished epoch's time to the run's total."""
 
     @property
     def manifest(self) -> Manifest:
         return Manifest(self.run_dir)
 
+    def output(self, relative: str = "") -> Path:
+        """Where to write the artifact ``relative`` (e.g. ``model.keras``); without one, the folder."""
+        base = self.out_dir or self.run_dir
+        return base / relative if relative else base
+
+    def epoch_callbacks(self) -> list:
+        """Callbacks every stage's ``fit`` gets: the run clock ticks at each epoch end."""
+        if self.clock is None:
+            return []
+        return [keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: self.clock.tick())]
+
     # -- data ---------------------------------------------------------------------------------
 
-    def train_dataset(self):
+    def train_dataset(self, start_batch: int = 0):
+        """The endless, shuffled, augmented training batches from global batch ``start_batch`` on
+        (the same batches whether a run was resumed or not)."""
         recipe, data = self.recipe, self.data
         policy = recipe.augment
         augment = make_batch_augmenter(policy, recipe.data.seed) if policy.enabled else None
         return make_dataset(
             data.train.features, data.train_targets, batch_size=recipe.data.batch_size, shuffle=True,
             seed=recipe.data.seed, mean=data.mean, std=data.std, augment=augment, repeat=True,
+            start_batch=start_batch,
         )
 
     def eval_dataset(self):
@@ -65,20 +85,24 @@ class StageContext:
     # -- models -------------------------------------------------------------------------------
 
     def load(self, kind: str, *, by: str):
-        """The newest model of ``kind`` in the manifest, loaded (an error names stage ``by`` if absent)."""
+        """The newest model of ``kind`` in the manifest, loaded after checking its size and hash
+        against the manifest (an error names stage ``by`` and the file if absent or changed).
+
+        Float models load from ``.keras`` archives in safe mode after their config is checked
+        (:func:`tfasc.models.saving.load_model`); a model kind whose layers do not load from
+        ``.keras`` registers a loader that rebuilds it with tfasc's code and fills in the weights.
+        """
+        from tfasc.models.saving import load_model
+
         path = self.manifest.require(kind, by=by)
-        if kind == QAT_MODEL:
-            from tfasc.compress.qat import load_quantized_model
-
-            return load_quantized_model(path)
-        return load_float_model(path)
+        loader = MODEL_LOADERS.get(kind)
+        # Stages re-compile what they fine-tune, so no saved optimizer is needed.
+        return loader(self, path, by) if loader else load_model(path)
 
 
-def load_float_model(path: Path):
-    import tfasc.layers  # noqa: F401  (registers tfasc's layers for deserialization)
-
-    # Stages re-compile what they fine-tune, so the saved optimizer is not needed.
-    return keras.models.load_model(path, compile=False)
+#: Artifact kind -> ``loader(context, path, by)`` for models that are not plain ``.keras`` archives
+#: (registered by the stage that writes them, e.g. the QAT stage's weights-only file).
+MODEL_LOADERS: dict[str, Callable] = {}
 
 
 def fine_tune(context: StageContext, model, *, name: str, epochs: int, learning_rate: float,
@@ -86,7 +110,8 @@ def fine_tune(context: StageContext, model, *, name: str, epochs: int, learning_
     """Fine-tune ``model`` with Adam, the learning rate decaying linearly (the pruning fine-tuning of
     the DCASE 2020 1B report, entry Chang_QTI_task1b, Sec. 5.1), the recipe's augmentation and ``loss`` (default: the recipe's).
 
-    A distillation or clustering stage passes its own ``model`` and ``loss``.
+    A distillation or clustering stage passes its own ``model`` and ``loss``. Resumable per epoch
+    like training (backups in ``checkpoints/<name>``).
     """
     steps = context.steps_per_epoch()
     schedule = PhasedSchedule.from_phases([Phase(epochs * steps, learning_rate, final_learning_rate, "linear")])
@@ -94,9 +119,9 @@ def fine_tune(context: StageContext, model, *, name: str, epochs: int, learning_
         model, context.recipe.training, steps=steps, class_counts=context.class_counts(),
         multi_label=context.data.index.multi_label, optimizer=keras.optimizers.Adam(learning_rate=schedule), loss=loss,
     )
-    loop.fit(model, context.train_dataset(), context.eval_dataset(), epochs=epochs, steps=steps,
-             run_dir=context.run_dir, name=name, resumable=False,
-             tensorboard=context.recipe.output.tensorboard, extra_callbacks=callbacks)
+    loop.fit(model, context.train_dataset, context.eval_dataset(), epochs=epochs, steps=steps,
+             run_dir=context.run_dir, name=name, tensorboard=context.recipe.output.tensorboard,
+             extra_callbacks=[*callbacks, *context.epoch_callbacks()])
 
 
 def parameter_summary(model) -> dict:

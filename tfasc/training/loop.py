@@ -2,9 +2,12 @@
 
 Resume uses Keras' ``BackupAndRestore``: at the end of every epoch the weights, optimizer state
 (including the step that drives the learning-rate schedule) and epoch counter are written to
-``checkpoints/``; a run started again with the same command restores them and continues with the
-next epoch. The CSV log keeps one row per finished epoch: rows of epochs that are being redone
-after a restart are dropped, so no finished epoch is lost or repeated.
+``checkpoints/<stage>/``; a run started again with the same command restores them and continues
+with the next epoch. The training data is a pure function of the global batch index (see
+``make_dataset(start_batch=...)``), so the resumed epochs see the same batches and augmentations as
+an uninterrupted run would. The CSV log keeps one row per finished epoch: rows of epochs that are
+being redone after a restart are dropped, so no finished epoch is lost or repeated. A non-finite
+loss stops training with an error before that epoch is backed up or logged.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ from __future__ import annotations
 import csv
 import math
 import os
-import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -21,10 +24,11 @@ import tfasc  # noqa: F401
 import tensorflow as tf
 import tf_keras as keras
 
+from tfasc.errors import UserError
 from tfasc.files import atomic_path
+from tfasc.training.rundir import CHECKPOINT_DIR
 from tfasc.training.schedules import build_optimizer
 
-CHECKPOINT_DIR = "checkpoints"
 LOG_DIR = "logs"
 HISTORY_CSV = "history.csv"
 
@@ -102,9 +106,48 @@ class EpochCSVLogger(keras.callbacks.Callback):
         self._write([*self._rows(), row])
 
 
+class NonFiniteLossError(UserError):
+    """Training diverged (NaN or infinite loss); nothing of the diverged epoch is kept."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Raise :class:`NonFiniteLossError` at the end of an epoch whose loss is NaN or infinite.
+
+    Placed before the backup and the CSV logger, so the diverged epoch is neither checkpointed
+    nor logged and no model is saved: the run stops instead of exporting garbage.
+    """
+
+    def __init__(self, stage: str):
+        super().__init__()
+        self.stage = stage
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise NonFiniteLossError(
+                f"stage {self.stage}: the training loss became {float(loss)} in epoch {epoch + 1}; the run "
+                "keeps its last finished epoch. Lower the learning rate or check the data (non-finite or "
+                "extreme feature values)"
+            )
+
+
+def checkpoint_dir(run_dir: Path, name: str) -> Path:
+    """Where stage ``name``'s per-epoch backups live."""
+    return Path(run_dir) / CHECKPOINT_DIR / name
+
+
+def completed_epochs(directory: Path) -> int:
+    """Epochs a ``BackupAndRestore`` backup in ``directory`` holds (0 when there is none)."""
+    latest = tf.train.latest_checkpoint(str(Path(directory) / "chief"))
+    if latest is None:
+        return 0
+    saved = tf.train.load_checkpoint(latest).get_tensor("ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE")
+    return int(saved) + 1
+
+
 def fit(
     model,
-    train_data: tf.data.Dataset,
+    train_data: tf.data.Dataset | Callable[[int], tf.data.Dataset],
     eval_data: tf.data.Dataset | None,
     *,
     epochs: int,
@@ -117,18 +160,22 @@ def fit(
     verbose: int = 2,
 ) -> keras.callbacks.History:
     """``model.fit`` with CSV and TensorBoard logs in ``run_dir/logs`` and, when ``resumable``,
-    per-epoch backups in ``run_dir/checkpoints`` for resume.
+    per-epoch backups in ``run_dir/checkpoints/<name>`` for resume.
 
     ``train_data`` must repeat (see ``make_dataset(repeat=True)``); ``steps`` batches make an epoch.
-    ``name`` prefixes the logs of stages other than ``train`` (``prune_history.csv``, ...).
+    Given as a function of the first global batch index, a resumed fit gets the data stream from
+    where the backup stopped. ``name`` (the stage) prefixes the logs of stages other than ``train``
+    (``prune_history.csv``, ...).
     """
     run_dir = Path(run_dir)
     (run_dir / LOG_DIR).mkdir(parents=True, exist_ok=True)
     csv_name = HISTORY_CSV if name == "train" else f"{name}_{HISTORY_CSV}"
-    callbacks = [EpochCSVLogger(run_dir / LOG_DIR / csv_name), *extra_callbacks]
+    callbacks = [StopOnNonFiniteLoss(name), EpochCSVLogger(run_dir / LOG_DIR / csv_name), *extra_callbacks]
+    backups = checkpoint_dir(run_dir, name)
     if resumable:
-        callbacks.insert(1, keras.callbacks.BackupAndRestore(
-            str(run_dir / CHECKPOINT_DIR), save_freq="epoch", delete_checkpoint=False))
+        callbacks.insert(2, keras.callbacks.BackupAndRestore(str(backups), save_freq="epoch", delete_checkpoint=False))
+    if callable(train_data):
+        train_data = train_data(completed_epochs(backups) * steps if resumable else 0)
     if tensorboard:
         log_dir = run_dir / LOG_DIR / ("tensorboard" if name == "train" else f"tensorboard_{name}")
         callbacks.append(keras.callbacks.TensorBoard(str(log_dir), profile_batch=0))
@@ -142,11 +189,3 @@ def fit(
     )
 
 
-def save_model_atomic(model, path: Path) -> Path:
-    """Save ``model`` to ``path`` (``.keras`` or ``.h5``) through a temporary file, so a kill leaves no partial model."""
-    path = Path(path)
-    with atomic_path(path) as tmp, warnings.catch_warnings():
-        # HDF5 is chosen on purpose for QAT models (TF-MOT's QuantizeLayer does not load from .keras).
-        warnings.filterwarnings("ignore", message="You are saving your model as an HDF5 file")
-        model.save(tmp)
-    return path

@@ -7,20 +7,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
+import math
 from pathlib import Path
 
 from tfasc.augment.mixing import waveform_compatible
 from tfasc.config.load import RecipeError, check_options, dump_recipe, load_recipe
 from tfasc.data import datasets, frontends
+from tfasc.data.datasets.base import DatasetError
 from tfasc.data.prepare import prepare_data
-from tfasc.files import write_atomic
+from tfasc.files import remove, temporary_sibling, write_atomic
 from tfasc.log import log
 from tfasc.training import stages
 from tfasc.training.context import StageContext
-from tfasc.training.rundir import RECIPE_FILE, Manifest, resolve_run_dir
+from tfasc.training.rundir import (
+    RECIPE_FILE, Manifest, RunClock, RunDirError, RunLock, has_progress, resolve_run_dir,
+)
 
 NORMALIZATION_FILE = "normalization.json"
+REPORT_FILES = ("report.json", "report.md")
+PLOTS_DIR = "plots"
 
 
 def validate_components(recipe) -> None:
@@ -50,68 +55,141 @@ def validate_components(recipe) -> None:
 
 
 def _prepare_context(recipe, run_dir: Path) -> StageContext:
+    """Prepare the data and record its standardization; a run that already made progress must get
+    the standardization it was trained with (else the data changed under it)."""
     data = prepare_data(recipe)
-    write_atomic(run_dir / NORMALIZATION_FILE, json.dumps({"mean": data.mean, "std": data.std}) + "\n")
-    return StageContext(recipe=recipe, run_dir=run_dir, data=data)
+    path = run_dir / NORMALIZATION_FILE
+    normalization = {"mean": data.mean, "std": data.std}
+    if path.is_file() and has_progress(run_dir):
+        recorded = json.loads(path.read_text())
+        if not all(math.isclose(recorded.get(k, math.nan), v, rel_tol=1e-6, abs_tol=1e-9) for k, v in normalization.items()):
+            raise DatasetError(
+                f"{path}: the run was trained on data with mean {recorded.get('mean')} / std {recorded.get('std')}, "
+                f"but {recipe.data.root} now gives {data.mean} / {data.std}: the data changed since (or the "
+                "command runs from another folder); use the run's data or start a new run"
+            )
+    else:
+        write_atomic(path, json.dumps(normalization) + "\n")
+    return StageContext(recipe=recipe, run_dir=run_dir, data=data, clock=RunClock(Manifest(run_dir)))
 
 
-def _finish(context: StageContext, started: float) -> Path:
+def _write_report(context: StageContext, out_dir: Path, *, results: dict | None = None) -> list[str]:
+    """Write ``report.json``, ``report.md`` and the plots into ``out_dir``; their relative paths.
+
+    ``results``: stage results not yet in the run directory (an export being committed).
+    """
     from tfasc.report.assemble import assemble_report
     from tfasc.report.writer import write_report
 
-    json_path, _ = write_report(context.run_dir, assemble_report(context, elapsed_s=time.time() - started))
-    log(f"report: {json_path}")
+    elapsed = context.clock.tick() if context.clock else context.manifest.total_time()
+    report = assemble_report(context, elapsed_s=elapsed, results=results, out_dir=out_dir)
+    write_report(out_dir, report)
+    return [*REPORT_FILES, *([PLOTS_DIR] if (out_dir / PLOTS_DIR).is_dir() else [])]
+
+
+def _finish(context: StageContext) -> Path:
+    """Write the report beside the run directory's files and move it in complete."""
+    staging = temporary_sibling(context.run_dir / f"{stages.STAGING_PREFIX}report", directory=True)
+    try:
+        stages.commit(staging, context.run_dir, _write_report(context, staging))
+    finally:
+        remove(staging)
+    log(f"report: {context.run_dir / REPORT_FILES[0]}")
     return context.run_dir
 
 
-def run_recipe(recipe, *, out: Path | str | None = None, from_stage: str | None = None,
-               source: Path | str | None = None) -> Path:
-    """Run ``recipe``'s stages and return its run directory.
-
-    A stage the run directory's manifest records as done is skipped, so the same command continues
-    an interrupted run; ``from_stage`` re-runs that stage and every later one. ``source``: the
-    recipe file, named in front of a validation error.
-    """
-    started = time.time()
+def _validated(recipe, source: Path | str | None):
     try:
         validate_components(recipe)
     except RecipeError as error:
         if source is None:
             raise
         raise RecipeError(f"{source}: {error}") from error
+    return recipe
+
+
+def _pending_stages(context: StageContext, from_stage: str | None) -> None:
+    """Forget what must run again: with ``from_stage`` that stage and the later ones (every earlier
+    stage must be done); else the stages after the first one not done, which were made from files
+    that stage is about to replace (its own backups stay: it resumes from them)."""
+    recipe, manifest = context.recipe, context.manifest
+    if from_stage is not None:
+        start = recipe.stages.index(from_stage)
+        for name in recipe.stages[:start]:
+            problem = manifest.mismatch(name)
+            if problem:
+                raise RunDirError(
+                    f"--from {from_stage}: stage {name!r} of {context.run_dir} is not done ({problem}); "
+                    "run the recipe without --from first"
+                )
+        stages.forget(context, recipe.stages[start:])
+        return
+    for position, name in enumerate(recipe.stages):
+        problem = manifest.mismatch(name)
+        if problem is None:
+            continue
+        if problem != "not finished":
+            log(f"stage {name}: {problem}; running it and the later stages again")
+        manifest.forget([name])
+        stages.forget(context, recipe.stages[position + 1 :])
+        return
+
+
+def run_recipe(recipe, *, out: Path | str | None = None, from_stage: str | None = None,
+               source: Path | str | None = None) -> Path:
+    """Run ``recipe``'s stages and return its run directory.
+
+    A stage the run directory's manifest records as done (artifacts unchanged) is skipped, so the
+    same command continues an interrupted run; ``from_stage`` re-runs that stage and every later
+    one. ``source``: the recipe file, named in front of a validation error. Only one process
+    writes a run directory at a time; a run that fails before any stage made progress leaves no
+    folder behind (and does not claim ``out``).
+    """
+    _validated(recipe, source)
     if from_stage is not None and from_stage not in recipe.stages:
         raise RecipeError(f"--from {from_stage}: not one of this recipe's stages {list(recipe.stages)}")
     run_dir, resumed = resolve_run_dir(recipe, out=out, rerun=from_stage is not None)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log(("resuming " if resumed else "run directory ") + str(run_dir))
-    write_atomic(run_dir / RECIPE_FILE, dump_recipe(recipe))
-    context = _prepare_context(recipe, run_dir)
-    if from_stage is not None:
-        stages.forget(context, recipe.stages[recipe.stages.index(from_stage):])
-    for name in recipe.stages:
-        stages.run_stage(name, context)
-    return _finish(context, started)
+    created = not resumed
+    with RunLock(run_dir):
+        try:
+            log(("resuming " if resumed else "run directory ") + str(run_dir))
+            stages.clean_staging(run_dir)
+            write_atomic(run_dir / RECIPE_FILE, dump_recipe(recipe))
+            context = _prepare_context(recipe, run_dir)
+            _pending_stages(context, from_stage)
+            for name in recipe.stages:
+                stages.run_stage(name, context)
+            return _finish(context)
+        except BaseException:
+            if created and not has_progress(run_dir):
+                remove(run_dir)  # a failed first attempt claims nothing
+            raise
 
 
 def export_run(run_dir: Path | str) -> Path:
     """Export a finished run again (or for the first time) through the same export stage as a recipe.
 
     Reads the run's resolved recipe; the dataset paths in it are relative to the directory the run
-    was started from, so start this from there too. The previous export stays in place until the
-    new one is complete (every file is replaced atomically).
+    was started from, so start this from there too. Nothing of the previous export or report is
+    touched until the new export and report are complete: both are built in a staging folder and
+    moved in together. Every earlier stage's files must match the manifest.
     """
-    started = time.time()
     run_dir = Path(run_dir)
     if not (run_dir / RECIPE_FILE).is_file():
-        raise RecipeError(f"{run_dir}: not a tfasc run directory (no {RECIPE_FILE})")
-    recipe = load_recipe(run_dir / RECIPE_FILE)
-    if "export" not in recipe.stages:
-        recipe = dataclasses.replace(recipe, stages=(*recipe.stages, "export"))
-    validate_components(recipe)
-    manifest = Manifest(run_dir)
-    for name in recipe.stages[: recipe.stages.index("export")]:
-        if not manifest.is_done(name):
-            raise RecipeError(f"{run_dir}: stage {name!r} has not finished; run the recipe first")
-    context = _prepare_context(recipe, run_dir)
-    stages.run_stage("export", context, rerun=True)
-    return _finish(context, started)
+        raise RunDirError(f"{run_dir}: not a tfasc run directory (no {RECIPE_FILE})")
+    with RunLock(run_dir):
+        recipe = load_recipe(run_dir / RECIPE_FILE)
+        if "export" not in recipe.stages:
+            recipe = dataclasses.replace(recipe, stages=(*recipe.stages, "export"))
+        _validated(recipe, run_dir / RECIPE_FILE)
+        manifest = Manifest(run_dir)
+        for name in recipe.stages[: recipe.stages.index("export")]:
+            problem = manifest.mismatch(name)
+            if problem:
+                raise RunDirError(f"{run_dir}: stage {name!r} is not done ({problem}); run the recipe again first")
+        stages.clean_staging(run_dir)
+        context = _prepare_context(recipe, run_dir)
+        stages.run_stage("export", context, rerun=True,
+                         also_commit=lambda result, staging: _write_report(context, staging, results={"export": result}))
+    log(f"report: {run_dir / REPORT_FILES[0]}")
+    return run_dir

@@ -1,62 +1,162 @@
-"""The run directory: where a run lives, which run a command continues, and its manifest.
+"""The run directory: where a run lives, which run a command continues, who may write it, and its manifest.
 
 ``manifest.json`` records, for each finished stage, the artifacts it produced (path relative to the
-run directory, what kind of thing it is, size and SHA-256) and its time. A stage asks the manifest
-for its input by kind ("the newest float model", "the QAT model") instead of knowing which other
-stages ran; a stage counts as done only when its entry is there and its artifacts still are.
+run directory, what kind of thing it is, size and SHA-256) and its time, plus the time all
+invocations spent on the run. A stage asks the manifest for its input by kind ("the newest float
+model", "the QAT model") instead of knowing which other stages ran; a stage counts as done only
+when its entry is there and every artifact still has the recorded size and hash. A file that does
+not match is never trusted: the stage that made it runs again.
+
+One process writes a run directory at a time (:class:`RunLock`, an ``flock`` on ``.lock`` that the
+kernel releases when the process dies, even by ``kill -9``). A folder is claimed by its recipe only
+once a stage has made progress there, so a first attempt that failed early does not lock out the
+corrected recipe.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
+import re
+import socket
+import sys
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
 
-from tfasc.config.load import RecipeError, dump_recipe
+from tfasc.config.load import dump_recipe
+from tfasc.errors import UserError
 from tfasc.files import remove, write_atomic
 
 RECIPE_FILE = "recipe.yaml"
 MANIFEST_FILE = "manifest.json"
+LOCK_FILE = ".lock"
+CHECKPOINT_DIR = "checkpoints"
 MANIFEST_FORMAT = 1
 
 
-def resolve_run_dir(recipe, *, out: Path | str | None = None, rerun: bool = False) -> tuple[Path, bool]:
-    """The run directory for ``recipe`` and whether it continues an existing run.
+class RunDirError(UserError):
+    """A run directory that cannot be used as asked (busy, another recipe's, not a run, a file)."""
 
-    With ``out``: that folder; it must be empty or hold a run of the same resolved recipe (any
-    tfasc run when ``rerun``: re-running stages may change their settings).
-    Without: the newest ``<output.dir>/<name>-<timestamp>`` whose recipe matches and which has no
-    report yet is resumed (with ``rerun``: the newest run of that name); otherwise a new
+
+def has_progress(run_dir: Path) -> bool:
+    """Whether any stage of the run finished or saved a checkpoint: only then is the folder claimed
+    (a damaged manifest counts as progress: nothing is thrown away on a guess)."""
+    checkpoints = Path(run_dir) / CHECKPOINT_DIR
+    if checkpoints.is_dir() and any(checkpoints.iterdir()):
+        return True
+    try:
+        return bool(Manifest(run_dir).stages())
+    except RunDirError:
+        return True
+
+
+def _new_run_dir(parent: Path, name: str) -> Path:
+    """Create ``<parent>/<name>-<timestamp>`` (``-2``, ``-3``, ... when taken): never shared."""
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for attempt in range(1, 1000):
+        candidate = parent / (f"{name}-{stamp}" if attempt == 1 else f"{name}-{stamp}-{attempt}")
+        try:
+            candidate.mkdir()  # atomic: of two processes in the same second, one gets each name
+            return candidate
+        except FileExistsError:
+            continue
+    raise RunDirError(f"{parent}: could not create a new run directory for {name!r}")
+
+
+_RUN_STAMP = re.compile(r"-(\d{8}-\d{6})(?:-(\d+))?$")
+
+
+def _run_order(path: Path) -> tuple[str, int]:
+    """``name-YYYYmmdd-HHMMSS[-N]`` sorts by stamp, then by collision suffix (numerically)."""
+    match = _RUN_STAMP.search(path.name)
+    return (match.group(1), int(match.group(2) or 1)) if match else ("", 0)
+
+
+def resolve_run_dir(recipe, *, out: Path | str | None = None, rerun: bool = False) -> tuple[Path, bool]:
+    """The run directory for ``recipe`` (created when new) and whether it continues an existing run.
+
+    With ``out``: that folder; it must be empty, hold a run of the same resolved recipe, or hold a
+    run that has made no progress yet (its recipe is replaced). With ``rerun`` (``--from``) it must
+    hold an earlier run, whose recipe may differ (re-running stages may change their settings).
+    Without ``out``: the newest ``<output.dir>/<name>-<timestamp>`` whose recipe matches and which
+    has no report yet is resumed (with ``rerun``: the newest run of that name); otherwise a new
     timestamped folder is made.
     """
     text = dump_recipe(recipe)
     if out is not None:
         run_dir = Path(out)
+        if run_dir.exists() and not run_dir.is_dir():
+            raise RunDirError(f"--out {run_dir}: is a file; expected a run directory (new or existing)")
         recorded = run_dir / RECIPE_FILE
-        if recorded.exists():
-            if recorded.read_text() != text and not rerun:
-                raise RecipeError(
-                    f"{run_dir} holds a run of a different recipe ({recorded}); choose another --out "
-                    "or remove that folder"
-                )
+        if recorded.is_file() and (recorded.read_text() == text or rerun or not has_progress(run_dir)):
             return run_dir, True
+        if recorded.is_file():
+            raise RunDirError(
+                f"--out {run_dir}: holds a run of a different recipe ({recorded}); choose another --out "
+                "or remove that folder"
+            )
+        if rerun:
+            raise RunDirError(f"--from: {run_dir} holds no earlier run; run all stages first (without --from)")
         if run_dir.exists() and any(run_dir.iterdir()):
-            raise RecipeError(f"{run_dir} exists and is not a tfasc run directory; choose another --out")
+            raise RunDirError(f"--out {run_dir}: exists and is not a tfasc run directory; choose another --out")
+        run_dir.mkdir(parents=True, exist_ok=True)
         return run_dir, False
     parent = Path(recipe.output.dir)
-    for candidate in sorted(parent.glob(f"{recipe.name}-*"), reverse=True):
-        recorded = candidate / RECIPE_FILE
-        if not recorded.is_file():
-            continue
-        if rerun or (recorded.read_text() == text and not (candidate / "report.json").exists()):
+    if parent.exists() and not parent.is_dir():
+        raise RunDirError(f"output.dir: {parent} is a file; expected a folder for run directories")
+    candidates = [p for p in parent.glob(f"{recipe.name}-*") if (p / RECIPE_FILE).is_file()]
+    for candidate in sorted(candidates, key=_run_order, reverse=True):
+        recorded = (candidate / RECIPE_FILE).read_text()
+        if rerun or (recorded == text and not (candidate / "report.json").exists()):
             return candidate, True
     if rerun:
-        raise RecipeError(f"--from: no earlier run of {recipe.name!r} in {parent}; run all stages first or give --out")
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return parent / f"{recipe.name}-{stamp}", False
+        raise RunDirError(f"--from: no earlier run of {recipe.name!r} in {parent}; run all stages first or give --out")
+    return _new_run_dir(parent, recipe.name), False
+
+
+class RunLock:
+    """Exclusive right to write one run directory, for as long as the ``with`` block runs.
+
+    A second writer fails at once with a :class:`RunDirError` naming the process that holds it.
+    """
+
+    def __init__(self, run_dir: Path | str) -> None:
+        self.path = Path(run_dir) / LOCK_FILE
+        self._handle = None
+
+    def __enter__(self) -> "RunLock":
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise RunDirError(
+                f"{self.path.parent}: in use by {holder}; wait for it to finish or choose another --out"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        command = " ".join(Path(sys.argv[0]).name if i == 0 else a for i, a in enumerate(sys.argv))
+        handle.write(f"process {os.getpid()} on {socket.gethostname()} ({command}) since "
+                     f"{datetime.now().isoformat(timespec='seconds')}\n")
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._handle is not None:
+            self._handle.seek(0)
+            self._handle.truncate()
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
 
 
 def file_digest(path: Path) -> str:
@@ -95,8 +195,15 @@ class Manifest:
 
     def _read(self) -> dict:
         if not self.path.exists():
-            return {"format": MANIFEST_FORMAT, "stages": {}}
-        return json.loads(self.path.read_text())
+            return {"format": MANIFEST_FORMAT, "stages": {}, "time_s": 0.0}
+        try:
+            manifest = json.loads(self.path.read_text())
+            if not isinstance(manifest.get("stages"), dict):
+                raise ValueError("no 'stages' mapping")
+        except (ValueError, AttributeError) as error:
+            raise RunDirError(f"{self.path}: damaged run manifest ({error}); remove the run directory or "
+                              "restore the file") from error
+        return manifest
 
     def _write(self, manifest: dict) -> None:
         write_atomic(self.path, json.dumps(manifest, indent=2) + "\n")
@@ -105,10 +212,29 @@ class Manifest:
         """Stage name -> its entry (``artifacts``, ``time_s``, ``finished``), in finishing order."""
         return self._read()["stages"]
 
-    def is_done(self, stage: str) -> bool:
-        """Whether ``stage`` finished and every artifact it recorded is still there."""
+    def mismatch(self, stage: str) -> str | None:
+        """Why ``stage`` does not count as done (not recorded; an artifact missing, resized or
+        changed since it was recorded), or None when it is done."""
         entry = self.stages().get(stage)
-        return entry is not None and all((self.run_dir / a["path"]).exists() for a in entry["artifacts"])
+        if entry is None:
+            return "not finished"
+        for artifact in entry["artifacts"]:
+            problem = self._artifact_problem(artifact)
+            if problem:
+                return problem
+        return None
+
+    def is_done(self, stage: str) -> bool:
+        """Whether ``stage`` finished and every artifact it recorded still has its size and hash."""
+        return self.mismatch(stage) is None
+
+    def _artifact_problem(self, artifact: dict) -> str | None:
+        path = self.run_dir / artifact["path"]
+        if not path.exists():
+            return f"{path} is missing"
+        if _size(path) != artifact["bytes"] or file_digest(path) != artifact["sha256"]:
+            return f"{path} does not match what the stage wrote (size or SHA-256 differ)"
+        return None
 
     def record(self, stage: str, artifacts: Iterable[Artifact], *, time_s: float) -> dict:
         """Record ``stage`` as finished with ``artifacts`` (sizes and hashes taken now)."""
@@ -136,6 +262,17 @@ class Manifest:
                 remove(self.run_dir / artifact["path"])
         self._write(manifest)
 
+    def add_time(self, seconds: float) -> float:
+        """Add ``seconds`` of work to the run's total over all invocations; returns the new total."""
+        manifest = self._read()
+        manifest["time_s"] = manifest.get("time_s", 0.0) + max(0.0, seconds)
+        self._write(manifest)
+        return manifest["time_s"]
+
+    def total_time(self) -> float:
+        """Seconds spent on this run by every invocation so far (as last recorded)."""
+        return self._read().get("time_s", 0.0)
+
     def _newest_entry(self, kind: str) -> dict | None:
         found = None
         for entry in self.stages().values():
@@ -155,11 +292,30 @@ class Manifest:
         return tuple(found.get("traits", ())) if found else ()
 
     def require(self, kind: str, *, by: str) -> Path:
-        """Like :meth:`newest`, but a missing input is an error naming the stage that needed it."""
-        path = self.newest(kind)
-        if path is None or not path.exists():
-            raise RecipeError(
+        """Like :meth:`newest`, verified: a missing input, or one that changed since it was recorded,
+        is an error naming the stage that needed it and the file."""
+        found = self._newest_entry(kind)
+        if found is None:
+            raise RunDirError(
                 f"{self.run_dir}: stage {by!r} needs a {kind.replace('_', ' ')}, which no finished stage of "
                 "this run produced; run the earlier stages first"
             )
-        return path
+        problem = self._artifact_problem(found)
+        if problem:
+            raise RunDirError(f"stage {by!r} refused its input: {problem}; run the stage that made it again")
+        return self.run_dir / found["path"]
+
+
+class RunClock:
+    """Adds the time of this invocation to the manifest's total as it goes (at every epoch and
+    stage end), so ``time_s`` sums all invocations, killed ones included up to their last tick."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+        self._last = time.monotonic()
+
+    def tick(self) -> float:
+        now = time.monotonic()
+        total = self.manifest.add_time(now - self._last)
+        self._last = now
+        return total

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tfasc.data.datasets import DatasetError, load
@@ -205,3 +207,23 @@ def test_unknown_option_names_the_valid_ones(dcase_layout):
 def test_unknown_dataset_name_suggests_the_nearest():
     with pytest.raises(ValueError, match=r"unknown dataset 'dcase2020_1a'; did you mean 'dcase2020_1b'\?"):
         load("dcase2020_1a", ".")
+
+
+@pytest.mark.parametrize("bad", ["../outside.wav", "audio/../../outside.wav", "ABSOLUTE"])
+def test_meta_path_outside_the_root_names_file_line_and_path(dcase_layout, tmp_path, bad):
+    # The fixture writes the audio file too (outside the root): it is refused, not merely missing.
+    bad = str(tmp_path / "outside.wav") if bad == "ABSOLUTE" else bad
+    meta = [*META_2020[:3], (bad, "indoor", "x-0"), *META_2020[3:]]
+    root = dcase_layout(meta, setup_2020())
+    assert (tmp_path / "outside.wav").is_file()
+    kind = "is absolute" if bad.startswith("/") else "leads outside"
+    with pytest.raises(DatasetError, match=rf"meta\.csv:4: audio path '{re.escape(bad)}' {kind}"):
+        load("dcase2020_1b", root)
+
+
+def test_meta_path_with_dot_dot_inside_the_root_is_normalised(dcase_layout):
+    meta = [META_2020[0], ("audio/../audio/airport-barcelona-0-0-a.wav", "indoor", "barcelona-0"), *META_2020[2:]]
+    train = [TRAIN_2020[0], ("audio/../audio/airport-barcelona-0-0-a.wav", "indoor"), *TRAIN_2020[2:]]
+    root = dcase_layout(meta, setup_2020(**{"fold1_train.csv": train}))
+    first = load("dcase2020_1b", root).examples[0]
+    assert first.path == root.resolve() / "audio" / "airport-barcelona-0-0-a.wav"

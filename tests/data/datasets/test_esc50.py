@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tfasc.data.datasets import DatasetError, load
@@ -84,3 +86,12 @@ def test_missing_metadata_and_unknown_option(tmp_path, esc50_layout):
         load("esc50", tmp_path)
     with pytest.raises(ValueError, match=r"unknown option\(s\) 'fold'.*valid options: eval_fold, esc10"):
         load("esc50", esc50_layout(ROWS), fold=1)
+
+
+@pytest.mark.parametrize("bad, kind", [("../../outside.wav", "leads outside"), ("../meta/esc50.csv", "leads outside"), ("ABSOLUTE", "is absolute")])
+def test_filename_outside_the_audio_folder_names_file_line_and_path(esc50_layout, tmp_path, bad, kind):
+    bad = str(tmp_path / "outside.wav") if bad == "ABSOLUTE" else bad
+    rows = [*ROWS[:3], (bad, "2", "14", "chirping_birds", "False", "100038", "A"), *ROWS[4:]]
+    root = esc50_layout(rows, missing_audio=["../meta/esc50.csv"])
+    with pytest.raises(DatasetError, match=rf"esc50\.csv:4: audio path '{re.escape(bad)}' {kind}"):
+        load("esc50", root)

@@ -66,3 +66,10 @@ def test_missing_column_and_missing_file(tmp_path, urbansound8k_layout):
 def test_unknown_option(urbansound8k_layout):
     with pytest.raises(ValueError, match=r"unknown option\(s\) 'esc10'.*valid options: eval_fold"):
         load("urbansound8k", urbansound8k_layout(ROWS), esc10=True)
+
+
+def test_slice_file_name_outside_its_fold_folder_names_file_line_and_path(urbansound8k_layout):
+    rows = [*ROWS[:2], ("../../../escape.wav", "100263", "58.5", "62.5", "1", "5", "2", "children_playing"), *ROWS[3:]]
+    root = urbansound8k_layout(rows)
+    with pytest.raises(DatasetError, match=r"UrbanSound8K\.csv:3: audio path '\.\./\.\./\.\./escape\.wav' leads outside .*fold5"):
+        load("urbansound8k", root)

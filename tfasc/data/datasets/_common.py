@@ -1,13 +1,15 @@
 """Helpers shared by the layout loaders: reading metadata tables and checking files on disk.
 
 Every error is a :class:`~tfasc.data.datasets.base.DatasetError` that names the file (and the line,
-where a row is at fault) and says what the layout expected.
+where a row is at fault) and says what the layout expected. Every audio path a metadata row names
+goes through :func:`metadata_path`, which keeps it inside the folder the layout reads it from.
 """
 
 from __future__ import annotations
 
 import csv
-from pathlib import Path
+import os
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Iterable, Sequence
 
 from tfasc.data.datasets.base import DatasetError, DatasetOptionError
@@ -73,6 +75,34 @@ def parse_int(value: str, *, path: Path, line: int, column: str) -> int:
         return int(value)
     except ValueError:
         raise DatasetError(f"{path}:{line}: column {column!r} is {value!r}, expected an integer") from None
+
+
+def metadata_path(base: Path, name: str, *, metadata: Path, line: int) -> Path:
+    """The audio file a metadata row names: ``base / name``, which must stay inside ``base``.
+
+    ``base`` is the folder the layout resolves the metadata's file names against (the dataset root
+    for DCASE, ``root/audio`` for ESC-50, ``root/audio/fold<N>`` for UrbanSound8K); it is already
+    absolute and resolved (:func:`resolve_root`). An empty name, an absolute path (POSIX or with a
+    Windows drive) or a relative path that ``..`` leads outside ``base`` is a :class:`DatasetError`
+    naming the metadata file, the line and the path.
+
+    The check is lexical (``os.path.normpath``), on what the metadata says: symbolic links inside
+    the dataset are followed and not checked, so an ``audio/`` folder linked to another disk keeps
+    working. The returned path is normalised (no ``.`` or ``..`` parts).
+    """
+    if not name:
+        raise DatasetError(f"{metadata}:{line}: empty audio file name")
+    if PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive:
+        raise DatasetError(
+            f"{metadata}:{line}: audio path {name!r} is absolute; metadata paths must be relative to {base}"
+        )
+    joined = os.path.normpath(os.path.join(base, name))
+    if os.path.commonpath([joined, os.path.normpath(base)]) != os.path.normpath(base):
+        raise DatasetError(
+            f"{metadata}:{line}: audio path {name!r} leads outside {base} (to {joined}); "
+            "metadata paths must stay inside the dataset"
+        )
+    return Path(joined)
 
 
 def check_files_exist(listed: Iterable[tuple[Path, int]], metadata: Path) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tfasc.data.datasets._common import (
     check_files_exist,
+    metadata_path,
     read_table,
     resolve_root,
 )
@@ -90,16 +91,18 @@ def load_dcase_layout(root: str | Path, *, name: str, fold: int = 1) -> DatasetI
     meta_path = root / "meta.csv"
     meta_rows = read_table(meta_path, delimiter="\t", required=META_COLUMNS, what=f"{name} meta.csv")
     labels: dict[str, str] = {}
+    paths: dict[str, tuple[Path, int]] = {}
     for line, row in meta_rows:
         if row["filename"] in labels:
             raise DatasetError(f"{meta_path}:{line}: {row['filename']!r} is listed twice")
         if not row["scene_label"]:
             raise DatasetError(f"{meta_path}:{line}: empty scene_label for {row['filename']!r}")
         labels[row["filename"]] = row["scene_label"]
+        paths[row["filename"]] = (metadata_path(root, row["filename"], metadata=meta_path, line=line), line)
     if not labels:
         raise DatasetError(f"{meta_path}: no rows below the header")
     classes = set(labels.values())
-    check_files_exist(((root / row["filename"], line) for line, row in meta_rows), meta_path)
+    check_files_exist(paths.values(), meta_path)
 
     setup = root / "evaluation_setup"
     train = _read_setup(setup / f"fold{fold}_train.csv", labels, classes, labeled=True)
@@ -126,7 +129,7 @@ def load_dcase_layout(root: str | Path, *, name: str, fold: int = 1) -> DatasetI
             attributes.setdefault("device", row["source_label"])
         examples.append(
             Example(
-                path=root / filename,
+                path=paths[filename][0],
                 labels=(labels[filename],),
                 split=split,
                 group=parsed.get("city"),

@@ -15,6 +15,7 @@ from pathlib import Path
 from tfasc.data.datasets._common import (
     check_files_exist,
     classes_by_index,
+    metadata_path,
     parse_int,
     read_table,
     resolve_root,
@@ -49,23 +50,24 @@ def load_esc50(root: str | Path, *, eval_fold: int = 1, esc10: bool = False) -> 
             continue
         fold = parse_int(row["fold"], path=meta, line=line, column="fold")
         target = parse_int(row["target"], path=meta, line=line, column="target")
-        kept.append((line, row, fold, target))
+        path = metadata_path(root / "audio", row["filename"], metadata=meta, line=line)
+        kept.append((line, row, fold, target, path))
     if not kept:
         raise DatasetError(f"{meta}: no {'ESC-10 ' if esc10 else ''}rows below the header")
-    folds = sorted({fold for _, _, fold, _ in kept})
+    folds = sorted({fold for _, _, fold, _, _ in kept})
     if eval_fold not in folds:
         raise DatasetOptionError(f"option eval_fold={eval_fold!r} is not one of the folds in {meta}: {folds}")
-    classes = classes_by_index(((t, row["category"], line) for line, row, _, t in kept), meta, "target")
-    check_files_exist(((root / "audio" / row["filename"], line) for line, row, _, _ in kept), meta)
+    classes = classes_by_index(((t, row["category"], line) for line, row, _, t, _ in kept), meta, "target")
+    check_files_exist(((path, line) for line, _, _, _, path in kept), meta)
     examples = tuple(
         Example(
-            path=root / "audio" / row["filename"],
+            path=path,
             labels=(row["category"],),
             split="evaluate" if fold == eval_fold else "train",
             fold=fold,
             group=row["src_file"],
             attributes={"target": str(target), "take": row["take"], "esc10": row["esc10"]},
         )
-        for line, row, fold, target in kept
+        for line, row, fold, target, path in kept
     )
     return DatasetIndex(name="esc50", examples=examples, classes=classes)

@@ -16,6 +16,7 @@ from pathlib import Path
 from tfasc.data.datasets._common import (
     check_files_exist,
     classes_by_index,
+    metadata_path,
     parse_int,
     read_table,
     resolve_root,
@@ -55,19 +56,20 @@ def load_urbansound8k(root: str | Path, *, eval_fold: int = 10) -> DatasetIndex:
         raise DatasetOptionError(f"option eval_fold={eval_fold!r} is not one of the folds in {meta}: {folds}")
     classes = classes_by_index(((c, row["class"], line) for line, row, _, c in parsed), meta, "classID")
 
-    def audio_path(row: dict[str, str], fold: int) -> Path:
-        return root / "audio" / f"fold{fold}" / row["slice_file_name"]
-
-    check_files_exist(((audio_path(row, fold), line) for line, row, fold, _ in parsed), meta)
+    paths = [
+        metadata_path(root / "audio" / f"fold{fold}", row["slice_file_name"], metadata=meta, line=line)
+        for line, row, fold, _ in parsed
+    ]
+    check_files_exist(((path, line) for path, (line, _, _, _) in zip(paths, parsed)), meta)
     examples = tuple(
         Example(
-            path=audio_path(row, fold),
+            path=path,
             labels=(row["class"],),
             split="evaluate" if fold == eval_fold else "train",
             fold=fold,
             group=row["fsID"],
             attributes={k: row[k] for k in ("fsID", "start", "end", "salience", "classID")},
         )
-        for line, row, fold, _ in parsed
+        for path, (line, row, fold, _) in zip(paths, parsed)
     )
     return DatasetIndex(name="urbansound8k", examples=examples, classes=classes)

@@ -11,27 +11,34 @@ stage   needs (from the manifest)   writes                           report
 ======  ==========================  ===============================  =================================
 train   —                           ``model.keras`` (float_model)    top level: metrics, held_out, model
 prune   float_model                 ``pruned.keras`` (float, sparse) ``prune``
-qat     float_model                 ``qat.h5`` (qat_model)           ``qat``
+qat     float_model                 ``qat_weights.h5`` (qat_model)   ``qat``
 export  float_model (+ qat_model)   ``deploy/``, float TFLite files  ``deploy``
 ======  ==========================  ===============================  =================================
 
-A stage whose manifest entry and artifacts exist is skipped, so an interrupted run continues where
-it stopped, and ``--from STAGE`` forgets that stage and the later ones and runs them again.
+A stage writes its artifacts into a staging folder (``context.output(...)``); they are moved into
+the run directory and recorded only when it succeeded. A stage whose manifest entry exists and
+whose artifacts still match their recorded size and hash is skipped, so an interrupted run
+continues where it stopped; one whose files changed runs again, and so do the stages after it
+(they were made from the old files). ``--from STAGE`` forgets that stage and the later ones and
+runs them again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
-from typing import Any, Protocol, Sequence
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
 
 from tfasc.config.load import RecipeError
-from tfasc.files import remove, write_atomic
+from tfasc.files import remove, replace, temporary_sibling, write_atomic
 from tfasc.log import log
 from tfasc.training.context import StageContext
 from tfasc.training.rundir import Artifact
 
 RESULTS_DIR = "stages"
+STAGING_PREFIX = "staging-"
 
 
 class Stage(Protocol):
@@ -125,18 +132,58 @@ def forget(context: StageContext, stage_names: Sequence[str]) -> None:
     remove(context.run_dir / "report.json")
 
 
-def run_stage(name: str, context: StageContext, *, rerun: bool = False) -> dict:
-    """Run stage ``name`` unless the manifest says it is done (``rerun``: run it anyway)."""
+def commit(staging: Path, run_dir: Path, paths: Sequence[str]) -> None:
+    """Move ``paths`` (relative) from ``staging`` into ``run_dir``, each replacing its old version.
+
+    Each move is one rename; the manifest is written after all of them, so a kill in between
+    leaves the stage not done (it runs again), never a mix counted as finished.
+    """
+    for relative in paths:
+        source = staging / relative
+        if not source.exists():
+            raise FileNotFoundError(f"{source}: the stage did not write {relative}")
+        (run_dir / relative).parent.mkdir(parents=True, exist_ok=True)
+        replace(source, run_dir / relative)
+
+
+def clean_staging(run_dir: Path) -> None:
+    """Remove staging folders a killed stage left behind (call while holding the run's lock)."""
+    for leftover in Path(run_dir).glob(f".{STAGING_PREFIX}*"):
+        remove(leftover)
+
+
+def run_stage(name: str, context: StageContext, *, rerun: bool = False,
+              also_commit: Callable[[dict, Path], Sequence[str]] | None = None) -> dict:
+    """Run stage ``name`` unless the manifest says it is done (``rerun``: run it anyway).
+
+    The stage writes its artifacts into a staging folder inside the run directory; only when it
+    has succeeded are they moved into place (replacing the previous ones) and recorded in the
+    manifest with size and hash, so a failed or killed stage never damages what was there.
+    ``also_commit(result, staging)`` may write more into the staging folder to be moved in the
+    same step (the report of ``python -m tfasc.export``) and returns their relative paths.
+    """
     stage = get(name)
-    if not rerun and context.manifest.is_done(name):
+    manifest = context.manifest
+    problem = manifest.mismatch(name)
+    if not rerun and problem is None:
         log(f"stage {name}: already done")
         return read_result(context, name)
+    if problem != "not finished" and not rerun:
+        log(f"stage {name}: {problem}; running it again")
     log(f"stage {name}")
     started = time.time()
-    result = {**stage.run(context), "time_s": time.time() - started}
+    staging = temporary_sibling(context.run_dir / f"{STAGING_PREFIX}{name}", directory=True)
+    try:
+        result = {**stage.run(dataclasses.replace(context, out_dir=staging)), "time_s": time.time() - started}
+        write_atomic(staging / result_path(name), json.dumps(result, indent=2) + "\n")
+        extra = list(also_commit(result, staging)) if also_commit else []
+        commit(staging, context.run_dir, [*(a.path for a in stage.artifacts), result_path(name), *extra])
+        manifest.record(name, [*stage.artifacts, Artifact(result_path(name), "result")], time_s=result["time_s"])
+    finally:
+        remove(staging)
+    if context.clock is not None:
+        context.clock.tick()
     log(f"stage {name} finished in {result['time_s']:.1f} s")
-    write_atomic(context.run_dir / result_path(name), json.dumps(result, indent=2) + "\n")
-    context.manifest.record(name, [*stage.artifacts, Artifact(result_path(name), "result")], time_s=result["time_s"])
     return result
 
 

@@ -59,7 +59,7 @@ class ExportStage(Stage):
             multi_label=data.index.multi_label,
             frontend=device_frontend(context),
             clip_seconds=recipe.data.duration_s,
-            out_dir=context.run_dir,
+            out_dir=context.output(),
             verify_examples=config.verify_examples,
             find_smallest_arena=config.smallest_arena,
         )

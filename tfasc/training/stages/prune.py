@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tfasc.log import log
+from tfasc.models.saving import save_model
 from tfasc.formatting import percent
 from tfasc.training import loop
 from tfasc.training.context import FLOAT_MODEL, StageContext, fine_tune
@@ -20,7 +21,7 @@ class PruneStage(Stage):
     name = "prune"
     needs = (FLOAT_MODEL,)
     artifacts = (Artifact(PRUNED_FILE, FLOAT_MODEL, traits=(SPARSE,)),)
-    scratch = (f"{loop.LOG_DIR}/prune_{loop.HISTORY_CSV}",)
+    scratch = (f"{loop.CHECKPOINT_DIR}/prune", f"{loop.LOG_DIR}/prune_{loop.HISTORY_CSV}")
     report_section = "prune"
 
     def run(self, context: StageContext) -> dict[str, Any]:
@@ -36,7 +37,7 @@ class PruneStage(Stage):
         fine_tune(context, wrapped, name=self.name, epochs=config.epochs, learning_rate=config.learning_rate,
                   final_learning_rate=config.final_learning_rate, callbacks=prune.pruning_callbacks())
         pruned = prune.strip_pruning(wrapped)
-        loop.save_model_atomic(pruned, context.run_dir / PRUNED_FILE)
+        save_model(pruned, context.output(PRUNED_FILE))
         sparsity = prune.sparsity_report(pruned, plan=plan)
         return {**context.evaluate(pruned), "sparsity": sparsity["total"], "mode": config.mode, "plan": sparsity["plan"]}
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from tfasc.config.load import RecipeError
 from tfasc.log import log
+from tfasc.models.saving import save_model
 from tfasc.formatting import metrics_section
 from tfasc.training import loop
 from tfasc.training.context import FLOAT_MODEL, StageContext, parameter_summary
@@ -21,14 +23,17 @@ def build_model(recipe, input_shape, num_classes: int):
     from tfasc import models
 
     keras.utils.set_random_seed(recipe.training.seed)
-    return models.build(recipe.model.name, input_shape, num_classes, **recipe.model.options)
+    try:
+        return models.build(recipe.model.name, input_shape, num_classes, **recipe.model.options)
+    except ValueError as error:  # builders check their arguments' ranges (e.g. channels: 0)
+        raise RecipeError(f"model ({recipe.model.name}): {str(error).splitlines()[0]}") from error
 
 
 class TrainStage(Stage):
     name = "train"
     needs: tuple[str, ...] = ()
     artifacts = (Artifact(MODEL_FILE, FLOAT_MODEL),)
-    scratch = (loop.CHECKPOINT_DIR, f"{loop.LOG_DIR}/{loop.HISTORY_CSV}")
+    scratch = (f"{loop.CHECKPOINT_DIR}/train", f"{loop.LOG_DIR}/{loop.HISTORY_CSV}")
     report_section = None  # the trained model's metrics are the report's headline
 
     def run(self, context: StageContext) -> dict[str, Any]:
@@ -40,9 +45,10 @@ class TrainStage(Stage):
                            multi_label=data.index.multi_label)
         log(f"training {recipe.model.name} ({model.count_params():,} parameters) for {training.epochs} epochs "
             f"of {steps} steps")
-        loop.fit(model, context.train_dataset(), context.eval_dataset(), epochs=training.epochs, steps=steps,
-                 run_dir=context.run_dir, tensorboard=recipe.output.tensorboard)
-        loop.save_model_atomic(model, context.run_dir / MODEL_FILE)
+        loop.fit(model, context.train_dataset, context.eval_dataset(), epochs=training.epochs, steps=steps,
+                 run_dir=context.run_dir, tensorboard=recipe.output.tensorboard,
+                 extra_callbacks=context.epoch_callbacks())
+        save_model(model, context.output(MODEL_FILE))
         return {
             **context.evaluate(model),
             "model": {"name": recipe.model.name, **parameter_summary(model), "input_shape": list(data.input_shape)},
