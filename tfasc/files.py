@@ -8,6 +8,7 @@ half-written one. Used for reports, models, bundles, cache entries and stage res
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
@@ -79,3 +80,13 @@ def write_atomic(path: Path | str, data: str | bytes) -> Path:
         else:
             tmp.write_text(data, encoding="utf-8")
     return Path(path)
+
+
+def sha256_file(path: Path | str, digest=None) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks (cache entries can be gigabytes). With
+    ``digest`` (a ``hashlib`` object) the file is fed into it instead and its hex digest returned."""
+    digest = digest or hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

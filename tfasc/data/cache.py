@@ -34,7 +34,7 @@ from typing import Iterable
 import numpy as np
 
 from tfasc.errors import UserError
-from tfasc.files import remove, replace, temporary_sibling
+from tfasc.files import remove, replace, sha256_file, temporary_sibling
 from tfasc.log import log
 
 CACHE_FORMAT = 1
@@ -116,15 +116,6 @@ def is_temp_name(name: str) -> bool:
 
 
 # -- small file helpers -------------------------------------------------------------------------
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file read in 1 MiB blocks (features can be gigabytes)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def tree_size(path: Path) -> int:
@@ -213,7 +204,7 @@ def verify_entry(entry: Path, *, checksum: bool = True) -> dict:
         raise DamagedEntry(f"{FEATURES_FILE} is {size} bytes, the index recorded {index['size']} (truncated or overwritten)")
     if checksum:
         try:
-            digest = file_sha256(features_path)
+            digest = sha256_file(features_path)
         except OSError as error:
             raise DamagedEntry(f"{FEATURES_FILE} is unreadable ({error.strerror or error})") from None
         if digest != index["sha256"]:
@@ -308,7 +299,7 @@ class EntryWriter:
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "rows": rows,
                 "size": os.stat(features_path).st_size,
-                "sha256": file_sha256(features_path),
+                "sha256": sha256_file(features_path),
             }
             (self.tmp / INDEX_FILE).write_text(json.dumps(record, indent=1))
             (self.tmp / LAST_USED_FILE).touch()

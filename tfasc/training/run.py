@@ -54,7 +54,7 @@ def validate_components(recipe) -> None:
     check_options("data", recipe.data.options, datasets.LOADERS[recipe.data.dataset], also_valid=data_keys)
 
 
-def _prepare_context(recipe, run_dir: Path) -> StageContext:
+def _prepare_context(recipe, run_dir: Path, clock: RunClock) -> StageContext:
     """Prepare the data and record its standardization; a run that already made progress must get
     the standardization it was trained with (else the data changed under it)."""
     data = prepare_data(recipe)
@@ -70,7 +70,7 @@ def _prepare_context(recipe, run_dir: Path) -> StageContext:
             )
     else:
         write_atomic(path, json.dumps(normalization) + "\n")
-    return StageContext(recipe=recipe, run_dir=run_dir, data=data, clock=RunClock(Manifest(run_dir)))
+    return StageContext(recipe=recipe, run_dir=run_dir, data=data, clock=clock)
 
 
 def _write_report(context: StageContext, out_dir: Path, *, results: dict | None = None) -> list[str]:
@@ -152,10 +152,11 @@ def run_recipe(recipe, *, out: Path | str | None = None, from_stage: str | None 
     created = not resumed
     with RunLock(run_dir):
         try:
+            clock = RunClock(Manifest(run_dir))  # this invocation's time, data preparation included
             log(("resuming " if resumed else "run directory ") + str(run_dir))
             stages.clean_staging(run_dir)
             write_atomic(run_dir / RECIPE_FILE, dump_recipe(recipe))
-            context = _prepare_context(recipe, run_dir)
+            context = _prepare_context(recipe, run_dir, clock)
             _pending_stages(context, from_stage)
             for name in recipe.stages:
                 stages.run_stage(name, context)
@@ -178,6 +179,7 @@ def export_run(run_dir: Path | str) -> Path:
     if not (run_dir / RECIPE_FILE).is_file():
         raise RunDirError(f"{run_dir}: not a tfasc run directory (no {RECIPE_FILE})")
     with RunLock(run_dir):
+        clock = RunClock(Manifest(run_dir))
         recipe = load_recipe(run_dir / RECIPE_FILE)
         if "export" not in recipe.stages:
             recipe = dataclasses.replace(recipe, stages=(*recipe.stages, "export"))
@@ -188,7 +190,7 @@ def export_run(run_dir: Path | str) -> Path:
             if problem:
                 raise RunDirError(f"{run_dir}: stage {name!r} is not done ({problem}); run the recipe again first")
         stages.clean_staging(run_dir)
-        context = _prepare_context(recipe, run_dir)
+        context = _prepare_context(recipe, run_dir, clock)
         stages.run_stage("export", context, rerun=True,
                          also_commit=lambda result, staging: _write_report(context, staging, results={"export": result}))
     log(f"report: {run_dir / REPORT_FILES[0]}")

@@ -30,7 +30,7 @@ from typing import Iterable
 
 from tfasc.config.load import dump_recipe
 from tfasc.errors import UserError
-from tfasc.files import remove, write_atomic
+from tfasc.files import remove, sha256_file, write_atomic
 
 RECIPE_FILE = "recipe.yaml"
 MANIFEST_FILE = "manifest.json"
@@ -161,14 +161,12 @@ class RunLock:
 
 def file_digest(path: Path) -> str:
     """SHA-256 of a file, or of a folder's files (names and contents, in sorted order)."""
+    if not path.is_dir():
+        return sha256_file(path)
     digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        if path.is_dir():
-            digest.update(str(file.relative_to(path)).encode() + b"\0")
-        with open(file, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(path)).encode() + b"\0")
+        sha256_file(file, digest)
     return digest.hexdigest()
 
 
