@@ -11,7 +11,8 @@ same command in a fresh run directory, kills it after a uniformly random time wi
 - the rerun exits 0 and writes ``report.json`` with every stage's section;
 - every stage is done by the manifest (artifacts match their recorded size and SHA-256);
 - each history CSV (train, prune, qat) lists every epoch exactly once;
-- no staging folder is left and the lock is free;
+- report.md, the plots and the bundle are there; no staging folder or temporary file is left and
+  the lock is free;
 - the int8 model is bit-exact in TFLite Micro and the standardization equals the reference run's.
 
 Prints one line per trial and ``K/N finished complete and consistent``; exits 1 unless all did.
@@ -86,9 +87,12 @@ def check_run(run_dir: Path, *, epochs: int, reference: dict) -> list[str]:
         logged = epochs_in(run_dir / "logs" / name)
         if logged != list(range(epochs)):
             problems.append(f"{name}: epochs {logged}, expected 0..{epochs - 1} once each")
-    leftovers = [p.name for p in run_dir.glob(".staging-*")]
+    for name in ("report.md", "plots/training_curves.png", "deploy/model_int8.tflite", "recipe.yaml"):
+        if not (run_dir / name).is_file():
+            problems.append(f"{name} missing")
+    leftovers = [p.name for folder in (run_dir, run_dir / "stages") for p in folder.glob(".*.tmp-*")]
     if leftovers:
-        problems.append(f"staging leftovers {leftovers}")
+        problems.append(f"staging or temporary leftovers {leftovers}")
     try:
         with RunLock(run_dir):
             pass

@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 import subprocess
 import sys
 
@@ -38,6 +39,12 @@ def folder_size(path):
     return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names)
 
 
+def swap_kept_rows(index_path):
+    index = json.loads(index_path.read_text())
+    index["kept"][1], index["kept"][2] = index["kept"][2], index["kept"][1]
+    index_path.write_text(json.dumps(index))
+
+
 def flip_last_byte(path):
     data = bytearray(path.read_bytes())
     data[-1] ^= 0x01
@@ -52,6 +59,8 @@ DAMAGES = {
     "bad index": (lambda e: (e / "index.json").write_text('{"rows": 4, "kep'), "index.json is unreadable"),
     "old index": (lambda e: (e / "index.json").write_text(json.dumps({"rows": 4, "kept": [0, 1, 2, 3], "skipped": []})),
                   "format None"),
+    # Valid JSON, right format, but rows that do not fit the clips (the checksum covers features.npy only).
+    "kept rows": (lambda e: swap_kept_rows(e / "index.json"), "index does not fit"),
 }
 
 
@@ -157,6 +166,20 @@ def test_least_recently_used_entries_are_evicted(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("evicted") == 2 and "alone exceeds" in out
     assert np.asarray(d.features).shape == (3, 16, 32, 2)
+
+
+
+def test_eviction_spares_the_entries_of_the_same_data_preparation(tmp_path):
+    """Train and evaluation features of one run must not evict each other under a small cap."""
+    cache = tmp_path / "cache"
+    sets = [write_clips(tmp_path / f"audio{k}", 3, seed=k) for k in range(3)]
+    old = extract(sets[0], cache)
+    os.utime(cache / os.path.basename(old.cache_entry) / "last_used", (1000, 1000))
+    started = time.time() - 1.0
+    train = extract(sets[1], cache, cache_max_bytes=0, cache_keep_since=started)
+    evaluation = extract(sets[2], cache, cache_max_bytes=0, cache_keep_since=started)
+    kept = sorted(p.name for p in cache.iterdir())
+    assert kept == sorted(os.path.basename(r.cache_entry) for r in (train, evaluation))
 
 
 def cli(*args):

@@ -199,6 +199,40 @@ def test_a_truncated_model_is_trained_again_from_its_backup(tmp_path, capsys):
         np.testing.assert_array_equal(restored, original)
     assert [int(row["epoch"]) for row in history(out / "logs" / "history.csv")] == [0, 1]
 
+    # A failed --from with a changed recipe leaves the finished run's recipe and report as they were.
+    recorded, report = (out / "recipe.yaml").read_text(), (out / "report.json").read_text()
+    assert main([str(recipe), "--out", str(out), "--from", "train", "--set", "data.synthesize.clips=0",
+                 "--set", f"data.root={tmp_path / 'absent'}"]) == 2
+    assert (out / "recipe.yaml").read_text() == recorded and (out / "report.json").read_text() == report
+
+
+@pytest.mark.parametrize("path", ["/etc", "../outside", "link/file"])
+def test_a_manifest_naming_files_outside_the_run_is_refused_and_deletes_nothing(tmp_path, path):
+    run = tmp_path / "run"
+    run.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "file").write_text("keep me")
+    (run / "link").symlink_to(outside)
+    entry = {"path": path, "kind": "float_model", "traits": [], "bytes": 7, "sha256": "0" * 64}
+    (run / "manifest.json").write_text(json.dumps({"format": 1, "stages": {"train": {"artifacts": [entry]}}}))
+    with pytest.raises(RunDirError, match="damaged run manifest .*(not a path inside|leads outside)"):
+        Manifest(run).forget(["train"])
+    assert (outside / "file").read_text() == "keep me" and Path("/etc").is_dir()
+    assert has_progress(run)  # an unreadable manifest counts as progress: the folder is not thrown away
+
+
+def test_a_lock_file_symlink_is_refused_and_its_target_untouched(tmp_path):
+    target = tmp_path / "precious"
+    target.write_text("do not truncate")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".lock").symlink_to(target)
+    with pytest.raises(RunDirError, match="cannot open the run's lock file"):
+        with RunLock(run):
+            pass
+    assert target.read_text() == "do not truncate"
+
 
 # -- one writer per run ----------------------------------------------------------------------------
 
@@ -367,22 +401,34 @@ def test_resumed_training_equals_an_uninterrupted_run_and_time_adds_up(tmp_path)
 
 
 @pytest.mark.slow
-def test_a_killed_prune_resumes_at_its_epoch(tmp_path):
-    recipe = write_recipe(tmp_path, stages="[train, prune]", epochs=1, steps=12, prune_epochs=4)
+@pytest.mark.parametrize("stage", ["prune", "qat"])
+def test_a_killed_fine_tuning_stage_resumes_at_its_epoch(tmp_path, stage):
+    recipe = write_recipe(tmp_path, stages=f"[train, {stage}]", epochs=1, steps=12, prune_epochs=4)
     out = tmp_path / "run"
-    command = tfasc_command("tfasc.train", str(recipe), "--out", str(out))
+    command = tfasc_command("tfasc.train", str(recipe), "--out", str(out), "--set", "compress.qat.epochs=4")
+    log = out / "logs" / f"{stage}_history.csv"
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for(lambda: len(history(out / "logs" / "prune_history.csv")) >= 2, process)
+    wait_for(lambda: len(history(log)) >= 2, process)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    done = len(history(out / "logs" / "prune_history.csv"))
+    done = len(history(log))
     resumed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "stage train: already done" in resumed.stdout
     assert f"Epoch {done + 1}/4" in resumed.stdout and "Epoch 1/4" not in resumed.stdout
-    assert [int(row["epoch"]) for row in history(out / "logs" / "prune_history.csv")] == [0, 1, 2, 3]
+    assert [int(row["epoch"]) for row in history(log)] == [0, 1, 2, 3]
     report = json.loads((out / "report.json").read_text())
-    assert report["prune"]["sparsity"]["sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert report[stage]["metrics"]["accuracy"] is not None
+    if stage == "prune":
+        assert report["prune"]["sparsity"]["sparsity"] == pytest.approx(0.5, abs=0.01)
+    else:  # the QAT model is rebuilt from its float source and its weights load back
+        from tfasc.config import load_recipe
+        from tfasc.data.prepare import prepare_data
+        from tfasc.training.context import QAT_MODEL, StageContext
+
+        recipe_used = load_recipe(out / "recipe.yaml")
+        context = StageContext(recipe=recipe_used, run_dir=out, data=prepare_data(recipe_used))
+        assert context.evaluate(context.load(QAT_MODEL, by="test"))["metrics"] == report["qat"]["metrics"]
 
 
 @pytest.mark.slow

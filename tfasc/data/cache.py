@@ -373,20 +373,23 @@ def clean_orphans(cache_dir: Path) -> list[tuple[Path, int]]:
     return removed
 
 
-def enforce_cap(cache_dir: Path, max_bytes: int, *, keep: Path) -> list[tuple[Path, int]]:
+def enforce_cap(cache_dir: Path, max_bytes: int, *, keep: Path, used_since: float | None = None) -> list[tuple[Path, int]]:
     """Evict least-recently-used entries other than ``keep`` until the cache holds at most ``max_bytes``.
 
     ``keep`` (the entry just written) stays even when it alone exceeds the cap: it is about to be read.
+    So do entries used at or after ``used_since`` (seconds since the epoch): the other splits of the
+    run that is preparing its data, which would otherwise evict each other on every run.
     Returns ``(path, size)`` of each evicted entry.
     """
     keep = Path(keep)
     sizes = {entry: tree_size(entry) for entry in entries(cache_dir)}
+    protected = {keep} | ({e for e in sizes if last_used(e) >= used_since} if used_since is not None else set())
     total = sum(sizes.values())
     if sizes.get(keep, 0) > max_bytes:
         log(f"cache entry {keep.name} ({format_size(sizes[keep])}) alone exceeds data.cache_max_gb "
             f"({format_size(max_bytes)}); keeping it")
     evicted = []
-    for entry in sorted((e for e in sizes if e != keep), key=last_used):
+    for entry in sorted((e for e in sizes if e not in protected), key=last_used):
         if total <= max_bytes:
             break
         remove(entry)

@@ -25,6 +25,8 @@ from tfasc.data import cache as feature_cache
 from tfasc.data.audio import AudioDecodeError, count_non_finite, load_audio
 from tfasc.data.datasets.base import DatasetError, Example
 from tfasc.data.frontends import FrontEnd
+from tfasc.files import remove
+from tfasc.log import log
 
 # Clips go through the feature graph this many at a time: large enough to amortize the call,
 # small enough to bound memory for 10 s stereo 48 kHz clips.
@@ -74,6 +76,7 @@ def extract_features(
     skip_bad_files: bool = False,
     description: str = "features",
     cache_max_bytes: int | None = None,
+    cache_keep_since: float | None = None,
 ) -> FeatureSet:
     """Compute (or read from the cache) the model inputs of ``examples``.
 
@@ -86,6 +89,8 @@ def extract_features(
         description: what the features are for (progress bar, and the cache index for humans).
         cache_max_bytes: after writing an entry, evict least-recently-used ones until the cache
             holds at most this many bytes (None: no limit).
+        cache_keep_since: never evict entries used at or after this time (seconds since the epoch):
+            the other feature sets of the same data preparation.
 
     Raises:
         BadAudioError: naming every undecodable (or non-finite) file and why, unless skipping is allowed.
@@ -108,8 +113,13 @@ def extract_features(
         cached = feature_cache.read_entry(entry)
         if cached is not None:
             features, index = cached
-            kept = [examples[i] for i in index["kept"]]
-            return FeatureSet(features, tuple(kept), tuple(map(tuple, index["skipped"])), str(entry))
+            if _index_fits(index, len(examples), len(features)):
+                kept = [examples[i] for i in index["kept"]]
+                return FeatureSet(features, tuple(kept), tuple(map(tuple, index["skipped"])), str(entry))
+            # The checksum covers features.npy only; an index that does not fit these clips is damaged too.
+            log(f"cache entry {entry.name} is damaged (its index does not fit the {len(examples)} clips); "
+                "removing it and rebuilding")
+            remove(entry)
 
     writer = feature_cache.EntryWriter(entry, (len(examples), *shape), dtype=frontend.cache_dtype) if entry is not None else None
     out = writer.features if writer else np.zeros((len(examples), *shape), np.float32)
@@ -171,11 +181,22 @@ def extract_features(
     }
     writer.commit(len(kept), index)
     if cache_max_bytes is not None:
-        feature_cache.enforce_cap(cache_dir, cache_max_bytes, keep=entry)
+        feature_cache.enforce_cap(cache_dir, cache_max_bytes, keep=entry, used_since=cache_keep_since)
     cached = feature_cache.read_entry(entry, verify=False)  # just written and hashed
     # None only if another process removed the entry meanwhile; the rows are still mapped here.
     features = cached[0] if cached is not None else out[: len(kept)]
     return FeatureSet(features, kept, tuple(skipped), str(entry))
+
+
+def _index_fits(index: dict, num_examples: int, num_rows: int) -> bool:
+    """Whether a cache index's ``kept`` rows are strictly increasing clip numbers, one per feature row."""
+    kept, skipped = index.get("kept"), index.get("skipped")
+    return (
+        isinstance(kept, list) and isinstance(skipped, list) and len(kept) == num_rows
+        and all(isinstance(i, int) and 0 <= i < num_examples for i in kept)
+        and all(a < b for a, b in zip(kept, kept[1:]))
+        and all(isinstance(pair, list) and len(pair) == 2 for pair in skipped)
+    )
 
 
 def label_targets(examples: Sequence[Example], classes: Sequence[str], *, multi_label: bool = False) -> np.ndarray:

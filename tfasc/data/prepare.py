@@ -7,6 +7,7 @@ scalar standardization. Everything downstream (stages, export, report) reads :cl
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,7 +87,8 @@ def frontend_of(recipe) -> FrontEnd:
     return frontends.make(recipe.features.kind, recipe.features)
 
 
-def _features(recipe, examples, description: str) -> FeatureSet:
+def _features(recipe, examples, description: str, *, started: float | None = None) -> FeatureSet:
+    """``started``: when this data preparation began; the cache cap spares entries used since."""
     data = recipe.data
     result = extract_features(
         examples,
@@ -98,6 +100,7 @@ def _features(recipe, examples, description: str) -> FeatureSet:
         skip_bad_files=data.skip_bad_files,
         description=description,
         cache_max_bytes=int(data.cache_max_gb * 1e9) if data.cache else None,
+        cache_keep_since=started,
     )
     if result.skipped:
         path, reason = result.skipped[0]
@@ -137,6 +140,8 @@ def held_out_examples(recipe, index: DatasetIndex) -> dict:
 def prepare_data(recipe) -> PreparedData:
     """Load the dataset index, compute (or read cached) features of both splits, and targets."""
     data = recipe.data
+    # File mtimes lag the clock by up to a tick: a second of margin spares every entry this preparation uses.
+    started = time.time() - 1.0
     root = ensure_dataset(recipe)
     try:
         index = datasets.load(data.dataset, root, **data.options)
@@ -150,7 +155,7 @@ def prepare_data(recipe) -> PreparedData:
                 f"{root}: the {data.dataset} index has no examples in split {name!r} "
                 f"(splits present: {sorted({str(e.split) for e in index.examples})})"
             )
-        splits[name] = _features(recipe, examples, f"features ({name})")
+        splits[name] = _features(recipe, examples, f"features ({name})", started=started)
         if not splits[name].examples:
             raise _no_usable_clip(recipe, root, f"split {name!r}", splits[name].skipped)
     train, evaluation = splits[data.train_split], splits[data.eval_split]
@@ -160,7 +165,7 @@ def prepare_data(recipe) -> PreparedData:
     held_out = {}
     for group, examples in held_out_examples(recipe, index).items():
         outside = [e for e in examples if str(e.path) not in eval_paths]
-        extra = _features(recipe, outside, f"features ({group})") if outside else None
+        extra = _features(recipe, outside, f"features ({group})", started=started) if outside else None
         eval_rows = np.flatnonzero(eval_groups == group)
         if extra is not None and not extra.examples:
             if not len(eval_rows):

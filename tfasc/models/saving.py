@@ -30,8 +30,10 @@ from tfasc.files import atomic_path
 
 #: Top-level packages whose classes a model file may name (``module`` keys of the Keras config).
 ALLOWED_MODULES = ("keras", "tf_keras", "tfasc")
-#: Layer classes that carry code or resolve arbitrary TensorFlow symbols by name.
-CODE_CARRYING_CLASSES = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda"})
+#: Layer classes that carry code, or call a TensorFlow symbol / attribute named in the config.
+CODE_CARRYING_CLASSES = frozenset(
+    {"Lambda", "TFOpLambda", "SlicingOpLambda", "ClassMethod", "InstanceMethod", "InstanceProperty"}
+)
 WEIGHTS_SUFFIX = "_weights.h5"  # not ".weights.h5": that selects the new per-object format, which cannot match TF-MOT wrappers of a rebuilt model
 
 

@@ -125,9 +125,9 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             raise NonFiniteLossError(
-                f"stage {self.stage}: the training loss became {float(loss)} in epoch {epoch + 1}; the run "
-                "keeps its last finished epoch. Lower the learning rate or check the data (non-finite or "
-                "extreme feature values)"
+                f"stage {self.stage}: the training loss became {float(loss)} in epoch {epoch + 1}; nothing of "
+                "that epoch was kept. Lower the learning rate or check the data (extreme feature values), "
+                "then start a new run (another --out, or none)"
             )
 
 

@@ -61,7 +61,13 @@ def _prepare_context(recipe, run_dir: Path, clock: RunClock) -> StageContext:
     path = run_dir / NORMALIZATION_FILE
     normalization = {"mean": data.mean, "std": data.std}
     if path.is_file() and has_progress(run_dir):
-        recorded = json.loads(path.read_text())
+        try:
+            recorded = json.loads(path.read_text())
+            if not isinstance(recorded, dict):
+                raise ValueError("not a mapping")
+        except ValueError as error:
+            raise RunDirError(f"{path}: damaged ({error}); the run cannot tell which standardization it "
+                              "was trained with") from error
         if not all(math.isclose(recorded.get(k, math.nan), v, rel_tol=1e-6, abs_tol=1e-9) for k, v in normalization.items()):
             raise DatasetError(
                 f"{path}: the run was trained on data with mean {recorded.get('mean')} / std {recorded.get('std')}, "
@@ -84,7 +90,8 @@ def _write_report(context: StageContext, out_dir: Path, *, results: dict | None 
     elapsed = context.clock.tick() if context.clock else context.manifest.total_time()
     report = assemble_report(context, elapsed_s=elapsed, results=results, out_dir=out_dir)
     write_report(out_dir, report)
-    return [*REPORT_FILES, *([PLOTS_DIR] if (out_dir / PLOTS_DIR).is_dir() else [])]
+    # report.json last: its presence (with every stage recorded) is what marks a run finished.
+    return [*([PLOTS_DIR] if (out_dir / PLOTS_DIR).is_dir() else []), *reversed(REPORT_FILES)]
 
 
 def _finish(context: StageContext) -> Path:
@@ -108,21 +115,25 @@ def _validated(recipe, source: Path | str | None):
     return recipe
 
 
+def _check_from(recipe, run_dir: Path, from_stage: str) -> None:
+    """``--from STAGE`` needs every earlier stage of the run done (checked before anything changes)."""
+    manifest = Manifest(run_dir)
+    for name in recipe.stages[: recipe.stages.index(from_stage)]:
+        problem = manifest.mismatch(name)
+        if problem:
+            raise RunDirError(
+                f"--from {from_stage}: stage {name!r} of {run_dir} is not done ({problem}); "
+                "run the recipe without --from first"
+            )
+
+
 def _pending_stages(context: StageContext, from_stage: str | None) -> None:
-    """Forget what must run again: with ``from_stage`` that stage and the later ones (every earlier
-    stage must be done); else the stages after the first one not done, which were made from files
-    that stage is about to replace (its own backups stay: it resumes from them)."""
+    """Forget what must run again: with ``from_stage`` that stage and the later ones; else the
+    stages after the first one not done, which were made from files that stage is about to replace
+    (its own backups stay: it resumes from them)."""
     recipe, manifest = context.recipe, context.manifest
     if from_stage is not None:
-        start = recipe.stages.index(from_stage)
-        for name in recipe.stages[:start]:
-            problem = manifest.mismatch(name)
-            if problem:
-                raise RunDirError(
-                    f"--from {from_stage}: stage {name!r} of {context.run_dir} is not done ({problem}); "
-                    "run the recipe without --from first"
-                )
-        stages.forget(context, recipe.stages[start:])
+        stages.forget(context, recipe.stages[recipe.stages.index(from_stage):])
         return
     for position, name in enumerate(recipe.stages):
         problem = manifest.mismatch(name)
@@ -155,8 +166,11 @@ def run_recipe(recipe, *, out: Path | str | None = None, from_stage: str | None 
             clock = RunClock(Manifest(run_dir))  # this invocation's time, data preparation included
             log(("resuming " if resumed else "run directory ") + str(run_dir))
             stages.clean_staging(run_dir)
-            write_atomic(run_dir / RECIPE_FILE, dump_recipe(recipe))
+            if from_stage is not None:
+                _check_from(recipe, run_dir, from_stage)
             context = _prepare_context(recipe, run_dir, clock)
+            # Written once the data fits the run: a failed attempt leaves a finished run's recipe as it was.
+            write_atomic(run_dir / RECIPE_FILE, dump_recipe(recipe))
             _pending_stages(context, from_stage)
             for name in recipe.stages:
                 stages.run_stage(name, context)

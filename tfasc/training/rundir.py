@@ -21,6 +21,7 @@ import json
 import os
 import re
 import socket
+import stat
 import sys
 import time
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from tfasc.files import remove, sha256_file, write_atomic
 RECIPE_FILE = "recipe.yaml"
 MANIFEST_FILE = "manifest.json"
 LOCK_FILE = ".lock"
+REPORT_FILE = "report.json"
 CHECKPOINT_DIR = "checkpoints"
 MANIFEST_FORMAT = 1
 
@@ -53,6 +55,18 @@ def has_progress(run_dir: Path) -> bool:
         return bool(Manifest(run_dir).stages())
     except RunDirError:
         return True
+
+
+def is_finished(run_dir: Path, stages: Iterable[str]) -> bool:
+    """Whether the run has its report and every stage is done (files as recorded): a kill while
+    the last files were moved in leaves it unfinished, so the same command picks it up again."""
+    if not (Path(run_dir) / REPORT_FILE).is_file():
+        return False
+    try:
+        manifest = Manifest(run_dir)
+        return all(manifest.is_done(stage) for stage in stages)
+    except RunDirError:
+        return False
 
 
 def _new_run_dir(parent: Path, name: str) -> Path:
@@ -113,7 +127,7 @@ def resolve_run_dir(recipe, *, out: Path | str | None = None, rerun: bool = Fals
     candidates = [p for p in parent.glob(f"{recipe.name}-*") if (p / RECIPE_FILE).is_file()]
     for candidate in sorted(candidates, key=_run_order, reverse=True):
         recorded = (candidate / RECIPE_FILE).read_text()
-        if rerun or (recorded == text and not (candidate / "report.json").exists()):
+        if rerun or (recorded == text and not is_finished(candidate, recipe.stages)):
             return candidate, True
     if rerun:
         raise RunDirError(f"--from: no earlier run of {recipe.name!r} in {parent}; run all stages first or give --out")
@@ -131,18 +145,24 @@ class RunLock:
         self._handle = None
 
     def __enter__(self) -> "RunLock":
-        handle = open(self.path, "a+")
+        try:
+            # O_NOFOLLOW: a crafted ``.lock`` symlink must not let us truncate a file elsewhere.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as error:
+            raise RunDirError(f"{self.path}: cannot open the run's lock file ({error.strerror or error})") from error
+        handle = os.fdopen(fd, "r+")
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            handle.close()
+            raise RunDirError(f"{self.path}: not a regular file; remove it")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
             holder = handle.read().strip() or "another process"
             handle.close()
             raise RunDirError(
                 f"{self.path.parent}: in use by {holder}; wait for it to finish or choose another --out"
             ) from None
-        handle.seek(0)
-        handle.truncate()
+        handle.truncate(0)
         command = " ".join(Path(sys.argv[0]).name if i == 0 else a for i, a in enumerate(sys.argv))
         handle.write(f"process {os.getpid()} on {socket.gethostname()} ({command}) since "
                      f"{datetime.now().isoformat(timespec='seconds')}\n")
@@ -152,8 +172,7 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         if self._handle is not None:
-            self._handle.seek(0)
-            self._handle.truncate()
+            self._handle.truncate(0)
             fcntl.flock(self._handle, fcntl.LOCK_UN)
             self._handle.close()
             self._handle = None
@@ -196,12 +215,33 @@ class Manifest:
             return {"format": MANIFEST_FORMAT, "stages": {}, "time_s": 0.0}
         try:
             manifest = json.loads(self.path.read_text())
-            if not isinstance(manifest.get("stages"), dict):
+            if not isinstance(manifest, dict) or not isinstance(manifest.get("stages"), dict):
                 raise ValueError("no 'stages' mapping")
-        except (ValueError, AttributeError) as error:
+            for stage, entry in manifest["stages"].items():
+                artifacts = entry.get("artifacts") if isinstance(entry, dict) else None
+                if not isinstance(artifacts, list):
+                    raise ValueError(f"stage {stage!r} has no list of artifacts")
+                for artifact in artifacts:
+                    self._check_artifact_entry(stage, artifact)
+        except (ValueError, AttributeError, OSError) as error:
             raise RunDirError(f"{self.path}: damaged run manifest ({error}); remove the run directory or "
                               "restore the file") from error
         return manifest
+
+    def _check_artifact_entry(self, stage: str, artifact) -> None:
+        """A manifest names files the run may hash, load and delete: each must be a plain relative
+        path inside the run directory (a crafted ``/home`` or ``../..`` would otherwise be removed)."""
+        if not isinstance(artifact, dict):
+            raise ValueError(f"stage {stage!r}: an artifact entry is not a mapping")
+        path = artifact.get("path")
+        if not isinstance(path, str) or not path or Path(path).is_absolute() or ".." in Path(path).parts:
+            raise ValueError(f"stage {stage!r}: artifact path {path!r} is not a path inside the run directory")
+        root = self.run_dir.resolve()
+        if not (self.run_dir / path).resolve().is_relative_to(root):
+            raise ValueError(f"stage {stage!r}: artifact {path!r} leads outside the run directory")
+        if not isinstance(artifact.get("bytes"), int) or not isinstance(artifact.get("sha256"), str) \
+                or not isinstance(artifact.get("kind"), str):
+            raise ValueError(f"stage {stage!r}: artifact {path!r} lacks its kind, size or SHA-256")
 
     def _write(self, manifest: dict) -> None:
         write_atomic(self.path, json.dumps(manifest, indent=2) + "\n")

@@ -124,12 +124,12 @@ def read_result(context: StageContext, name: str) -> dict | None:
 
 def forget(context: StageContext, stage_names: Sequence[str]) -> None:
     """Remove what ``stage_names`` produced (and their unfinished work) so they run again."""
+    remove(context.run_dir / "report.json")  # first: a kill midway must not leave a run that looks finished
     context.manifest.forget(stage_names)
     for name in stage_names:
         stage = get(name)
         for path in (*[a.path for a in stage.artifacts], *stage.scratch, result_path(name)):
             remove(context.run_dir / path)
-    remove(context.run_dir / "report.json")
 
 
 def commit(staging: Path, run_dir: Path, paths: Sequence[str]) -> None:
@@ -147,9 +147,12 @@ def commit(staging: Path, run_dir: Path, paths: Sequence[str]) -> None:
 
 
 def clean_staging(run_dir: Path) -> None:
-    """Remove staging folders a killed stage left behind (call while holding the run's lock)."""
-    for leftover in Path(run_dir).glob(f".{STAGING_PREFIX}*"):
-        remove(leftover)
+    """Remove what a killed process left half-done: staging folders, temporary siblings of files
+    being replaced, old folders moved aside by a swap (call while holding the run's lock)."""
+    run_dir = Path(run_dir)
+    for folder in (run_dir, run_dir / RESULTS_DIR, run_dir / "logs"):
+        for leftover in folder.glob(".*.tmp-*"):
+            remove(leftover)
 
 
 def run_stage(name: str, context: StageContext, *, rerun: bool = False,

@@ -43,7 +43,10 @@ def load_qat_model(context: StageContext, path, by: str):
             f"{path}: was trained from {result.get('source')!r}, but the run's newest float model is "
             f"{source.name!r}; run the qat stage again (--from qat)"
         )
-    model = build_qat_model(context.load(FLOAT_MODEL, by=by), preserve_sparsity=result["preserve_sparsity"])
+    preserve = result.get("preserve_sparsity")
+    if not isinstance(preserve, bool):
+        raise RunDirError(f"{context.run_dir}/stages/qat.json: lacks preserve_sparsity; run the qat stage again")
+    model = build_qat_model(context.load(FLOAT_MODEL, by=by), preserve_sparsity=preserve)
     return load_weights_into(model, path)
 
 
