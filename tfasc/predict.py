@@ -261,18 +261,9 @@ class Prediction:
 def decode_clip(path: Path | str, *, sample_rate: int, channels: int) -> np.ndarray:
     """``[samples, channels]`` float32 at ``sample_rate``: training's decode, resampling and channel
     conversion (:func:`tfasc.data.audio.load_audio`) without its crop, so every window is seen."""
-    from tfasc.data.audio import AudioDecodeError, convert_channels, decode_audio
+    from tfasc.data.audio import load_audio
 
-    audio, rate = decode_audio(path)
-    if rate != sample_rate:
-        import tensorflow_io as tfio
-
-        audio = tfio.audio.resample(audio, rate_in=rate, rate_out=sample_rate)
-    try:
-        audio = convert_channels(audio, channels)
-    except ValueError as error:
-        raise AudioDecodeError(path, str(error)) from error
-    return np.asarray(audio, np.float32)
+    return load_audio(path, sample_rate=sample_rate, channels=channels, num_samples=None)
 
 
 def clip_windows(audio: np.ndarray, *, window: int, hop: int) -> np.ndarray:

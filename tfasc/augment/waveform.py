@@ -45,7 +45,7 @@ import tfasc  # noqa: F401  (selects tf_keras before TensorFlow is imported)
 import tensorflow as tf
 
 from tfasc.augment.masking import as_seed, split_seed
-from tfasc.data.audio import AudioDecodeError, convert_channels, decode_audio
+from tfasc.data.audio import load_audio
 from tfasc.errors import UserError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
@@ -402,17 +402,8 @@ def _audio_files(folder, what: str, extensions: Sequence[str]) -> list[Path]:
 
 
 def _load_clip(path: Path, sample_rate: int, channels: int, max_seconds: float | None) -> np.ndarray:
-    """Decode like :func:`tfasc.data.audio.load_audio` (tensorflow-io resampling), without padding."""
-    audio, rate = decode_audio(path)
-    if rate != sample_rate:
-        import tensorflow_io as tfio
-
-        audio = tfio.audio.resample(audio, rate_in=rate, rate_out=sample_rate)
-    try:
-        audio = convert_channels(audio, channels)
-    except ValueError as error:
-        raise AudioDecodeError(path, str(error)) from error
-    audio = np.asarray(audio.numpy(), np.float32)
+    """Decode like training (:func:`tfasc.data.audio.load_audio`), the whole clip, at most ``max_seconds``."""
+    audio = load_audio(path, sample_rate=sample_rate, channels=channels, num_samples=None)
     if max_seconds is not None:
         audio = audio[: max(int(round(max_seconds * sample_rate)), 1)]
     return audio

@@ -127,11 +127,12 @@ def fit_length(audio: tf.Tensor, num_samples: int) -> tf.Tensor:
 
 
 def load_audio(
-    path: Path | str, *, sample_rate: int, channels: int, num_samples: int
+    path: Path | str, *, sample_rate: int, channels: int, num_samples: int | None
 ) -> np.ndarray:
     """Decode, resample to ``sample_rate``, set ``channels`` and crop/pad to ``num_samples``.
 
-    Returns a float32 array ``[num_samples, channels]``.
+    Returns a float32 array ``[num_samples, channels]``; with ``num_samples=None`` the whole clip
+    (prediction windows, augmentation banks).
     """
     audio, rate = decode_audio(path)
     if rate != sample_rate:
@@ -142,4 +143,6 @@ def load_audio(
         audio = convert_channels(audio, channels)
     except ValueError as error:
         raise AudioDecodeError(path, str(error)) from error
+    if num_samples is None:
+        return np.asarray(audio.numpy(), np.float32)
     return fit_length(audio, num_samples).numpy()
