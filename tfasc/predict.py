@@ -28,8 +28,6 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
 #: Windows go through the front-end graph this many at a time, as clips do in training
 #: (``tfasc.data.pipeline``): bounded memory for hour-long recordings.
 WINDOW_BATCH = 8
-REPORT_FILE = "report.json"
-NORMALIZATION_FILE = "normalization.json"
 
 
 # -- what to classify ---------------------------------------------------------------------------
@@ -130,6 +128,8 @@ def _read_json(path: Path, what: str) -> dict:
 
 def run_normalization(run_dir: Path) -> tuple[float, float]:
     """Mean and std the run standardized its inputs with (``normalization.json``, written before training)."""
+    from tfasc.training.rundir import NORMALIZATION_FILE
+
     path = run_dir / NORMALIZATION_FILE
     recorded = _read_json(path, "standardization")
     mean, std = recorded.get("mean"), recorded.get("std")
@@ -144,6 +144,8 @@ def run_labels(run_dir: Path) -> tuple[tuple[str, ...], bool]:
     The run directory records them nowhere else in a readable form: the report's ``data.classes``
     is the dataset index's list, and a multi-label run's metrics are ``mAP`` instead of accuracy.
     """
+    from tfasc.training.rundir import REPORT_FILE
+
     path = run_dir / REPORT_FILE
     report = _read_json(path, "class names")
     classes = (report.get("data") or {}).get("classes")
@@ -155,18 +157,12 @@ def run_labels(run_dir: Path) -> tuple[tuple[str, ...], bool]:
 def _feature_function(recipe, window: int, mean: float, std: float) -> Callable[[np.ndarray], np.ndarray]:
     """Training's input path for clips of ``window`` samples: the same traced front-end graph, the
     rounding of the feature cache training read its inputs from (when it cached), the standardization."""
-    import tensorflow as tf
-
-    from tfasc.data.pipeline import standardize
+    from tfasc.data.pipeline import feature_function, standardize
     from tfasc.data.prepare import frontend_of
 
     frontend = frontend_of(recipe)
-    sample_rate, channels = recipe.data.sample_rate, recipe.data.channels
     stored = np.dtype(frontend.cache_dtype) if recipe.data.cache else np.dtype(np.float32)
-
-    @tf.function(input_signature=[tf.TensorSpec([None, window, channels], tf.float32)])
-    def extract(waveforms):
-        return frontend(waveforms, sample_rate=sample_rate)
+    extract = feature_function(frontend, recipe.data.sample_rate, window, recipe.data.channels)
 
     def features(clips: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore", invalid="ignore"):  # overflow to the cache dtype is caught by the caller

@@ -49,8 +49,9 @@ class FeatureSet:
     cache_entry: str | None = None
 
 
-def _feature_function(frontend: FrontEnd, sample_rate: int, num_samples: int, channels: int) -> Callable:
-    # One traced graph per extraction with a fixed signature: a batch of clips of one length.
+def feature_function(frontend: FrontEnd, sample_rate: int, num_samples: int, channels: int) -> Callable:
+    """The front-end as one traced graph with a fixed signature: a batch ``[clips, num_samples, channels]``
+    of one length (training's extraction, and prediction's windows)."""
     @tf.function(input_signature=[tf.TensorSpec([None, num_samples, channels], tf.float32)])
     def extract(waveforms):
         return frontend(waveforms, sample_rate=sample_rate)
@@ -123,7 +124,7 @@ def extract_features(
 
     writer = feature_cache.EntryWriter(entry, (len(examples), *shape), dtype=frontend.cache_dtype) if entry is not None else None
     out = writer.features if writer else np.zeros((len(examples), *shape), np.float32)
-    extract = _feature_function(frontend, sample_rate, num_samples, channels)
+    extract = feature_function(frontend, sample_rate, num_samples, channels)
     kept_indices: list[int] = []
     failures: list[tuple[int, str, str]] = []  # (example index, path, reason)
     pending: list[tuple[int, np.ndarray]] = []

@@ -20,11 +20,11 @@ from tfasc.log import log
 from tfasc.training import stages
 from tfasc.training.context import StageContext
 from tfasc.training.rundir import (
-    RECIPE_FILE, Manifest, RunClock, RunDirError, RunLock, has_progress, resolve_run_dir,
+    NORMALIZATION_FILE, RECIPE_FILE, REPORT_FILE, Manifest, RunClock, RunDirError, RunLock, has_progress,
+    resolve_run_dir,
 )
 
-NORMALIZATION_FILE = "normalization.json"
-REPORT_FILES = ("report.json", "report.md")
+REPORT_FILES = (REPORT_FILE, "report.md")
 PLOTS_DIR = "plots"
 
 
@@ -115,16 +115,14 @@ def _validated(recipe, source: Path | str | None):
     return recipe
 
 
-def _check_from(recipe, run_dir: Path, from_stage: str) -> None:
-    """``--from STAGE`` needs every earlier stage of the run done (checked before anything changes)."""
+def _require_done_before(recipe, run_dir: Path, stage: str, *, what: str, remedy: str) -> None:
+    """Every stage of ``recipe`` before ``stage`` must be done in ``run_dir`` (checked before
+    anything changes); else a :class:`RunDirError` starting with ``what`` and ending with ``remedy``."""
     manifest = Manifest(run_dir)
-    for name in recipe.stages[: recipe.stages.index(from_stage)]:
+    for name in recipe.stages[: recipe.stages.index(stage)]:
         problem = manifest.mismatch(name)
         if problem:
-            raise RunDirError(
-                f"--from {from_stage}: stage {name!r} of {run_dir} is not done ({problem}); "
-                "run the recipe without --from first"
-            )
+            raise RunDirError(f"{what}: {run_dir}: stage {name!r} is not done ({problem}); {remedy}")
 
 
 def _pending_stages(context: StageContext, from_stage: str | None) -> None:
@@ -167,7 +165,8 @@ def run_recipe(recipe, *, out: Path | str | None = None, from_stage: str | None 
             log(("resuming " if resumed else "run directory ") + str(run_dir))
             stages.clean_staging(run_dir)
             if from_stage is not None:
-                _check_from(recipe, run_dir, from_stage)
+                _require_done_before(recipe, run_dir, from_stage, what=f"--from {from_stage}",
+                                     remedy="run the recipe without --from first")
             context = _prepare_context(recipe, run_dir, clock)
             # Written once the data fits the run: a failed attempt leaves a finished run's recipe as it was.
             write_atomic(run_dir / RECIPE_FILE, dump_recipe(recipe))
@@ -198,11 +197,7 @@ def export_run(run_dir: Path | str) -> Path:
         if "export" not in recipe.stages:
             recipe = dataclasses.replace(recipe, stages=(*recipe.stages, "export"))
         _validated(recipe, run_dir / RECIPE_FILE)
-        manifest = Manifest(run_dir)
-        for name in recipe.stages[: recipe.stages.index("export")]:
-            problem = manifest.mismatch(name)
-            if problem:
-                raise RunDirError(f"{run_dir}: stage {name!r} is not done ({problem}); run the recipe again first")
+        _require_done_before(recipe, run_dir, "export", what="export", remedy="run the recipe again first")
         stages.clean_staging(run_dir)
         context = _prepare_context(recipe, run_dir, clock)
         stages.run_stage("export", context, rerun=True,

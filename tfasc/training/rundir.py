@@ -37,6 +37,7 @@ RECIPE_FILE = "recipe.yaml"
 MANIFEST_FILE = "manifest.json"
 LOCK_FILE = ".lock"
 REPORT_FILE = "report.json"
+NORMALIZATION_FILE = "normalization.json"
 CHECKPOINT_DIR = "checkpoints"
 MANIFEST_FORMAT = 1
 
