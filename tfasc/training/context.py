@@ -93,6 +93,7 @@ class StageContext:
         ``.keras`` registers a loader that rebuilds it with tfasc's code and fills in the weights.
         """
         from tfasc.models.saving import load_model
+        from tfasc.training import stages  # noqa: F401  (the stage table registers MODEL_LOADERS)
 
         path = self.manifest.require(kind, by=by)
         loader = MODEL_LOADERS.get(kind)
