@@ -13,7 +13,7 @@ same command in a fresh run directory, kills it after a uniformly random time wi
 - each history CSV (train, prune, qat) lists every epoch exactly once;
 - report.md, the plots and the bundle are there; no staging folder or temporary file is left and
   the lock is free;
-- the int8 model is bit-exact in TFLite Micro and the standardization equals the reference run's.
+- the int8 model is bit-exact in TFLite Micro and the input normalization equals the reference run's.
 
 Prints one line per trial and ``K/N finished complete and consistent``; exits 1 unless all did.
 """
@@ -100,8 +100,8 @@ def check_run(run_dir: Path, *, epochs: int, reference: dict) -> list[str]:
         problems.append(f"lock not free: {error}")
     if not report.get("deploy", {}).get("tflm", {}).get("bit_exact"):
         problems.append("int8 model not bit-exact in TFLite Micro")
-    if report.get("data", {}).get("standardization") != reference["data"]["standardization"]:
-        problems.append("standardization differs from the reference run")
+    if report.get("data", {}).get("normalization") != reference["data"]["normalization"]:
+        problems.append("input normalization differs from the reference run")
     return problems
 
 

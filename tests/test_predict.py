@@ -14,24 +14,7 @@ import pytest
 
 from tfasc import predict as P
 
-TINY_RECIPE = """
-stages: [train, export]
-data:
-  dataset: dcase2020_1b
-  root: {root}
-  synthesize: {{clips: 24, seed: 5, sample_rate: 8000, duration_s: 0.5, channels: 1}}
-  sample_rate: 8000
-  duration_s: 0.5
-  channels: 1
-  batch_size: 8
-  cache_dir: {cache}
-features: {{n_fft: 256, hop_length: 128, n_mels: 16}}
-model: {{name: baseline_cnn, width: 4, blocks: 1}}
-training: {{epochs: 1, learning_rate: 0.003}}
-export: {{verify_examples: 2, smallest_arena: false}}
-output: {{tensorboard: false, plots: false}}
-"""
-RATE, WINDOW = 8000, 4000  # the recipe's sample rate and its 0.5 s model input in samples
+from support.recipes import RATE, WINDOW, write_tiny_recipe
 
 
 # -- pure functions -----------------------------------------------------------------------------
@@ -96,23 +79,22 @@ def write_pcm16(path: Path, samples: np.ndarray, rate: int = RATE) -> Path:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A trained and exported tiny run, its evaluation clips and their inputs as training computed
-    them (the cached features of its data preparation, standardized)."""
+    them (the cached features of its data preparation, normalized)."""
     from tfasc.config import load_recipe
-    from tfasc.data.prepare import prepare_data, standardized
+    from tfasc.data.prepare import normalized, prepare_data
     from tfasc.train import main
 
     base = tmp_path_factory.mktemp("predict")
-    recipe_file = base / "tiny.yaml"
-    recipe_file.write_text(TINY_RECIPE.format(root=base / "data", cache=base / "cache"))
+    recipe_file = write_tiny_recipe(base)
     run_dir = base / "run"
     assert main([str(recipe_file), "--out", str(run_dir)]) == 0
     data = prepare_data(load_recipe(run_dir / "recipe.yaml"))
     normalization = json.loads((run_dir / "normalization.json").read_text())
-    assert normalization == {"mean": data.mean, "std": data.std}
+    assert normalization == {"mode": "global", "mean": list(data.normalization.mean), "std": list(data.normalization.std)}
     return {
         "dir": run_dir,
         "clips": [Path(e.path) for e in data.eval.examples],
-        "inputs": standardized(data.eval.features, data),
+        "inputs": normalized(data.eval.features, data),
         "classes": list(data.index.classes),
     }
 

@@ -24,11 +24,11 @@ def score(probabilities: np.ndarray, targets: np.ndarray, classes: Sequence[str]
     return metric_fns.classification_metrics(probabilities, targets.argmax(axis=1), classes)
 
 
-def keras_probabilities(model, features: np.ndarray, *, mean: float, std: float, batch_size: int,
+def keras_probabilities(model, features: np.ndarray, *, normalize: Callable | None, batch_size: int,
                         multi_label: bool) -> np.ndarray:
-    """Class probabilities of a Keras ``model`` on raw (cached) ``features``, standardized on the fly."""
+    """Class probabilities of a Keras ``model`` on raw (cached) ``features``, normalized on the fly."""
     dummy = np.zeros((len(features), 1), np.float32)
-    inputs = make_dataset(features, dummy, batch_size=batch_size, shuffle=False, mean=mean, std=std).map(lambda x, y: x)
+    inputs = make_dataset(features, dummy, batch_size=batch_size, shuffle=False, normalize=normalize).map(lambda x, y: x)
     return metric_fns.probabilities_from_logits(model.predict(inputs, verbose=0), multi_label=multi_label)
 
 
@@ -38,7 +38,7 @@ def evaluate_model(model, data, *, batch_size: int) -> dict:
     multi_label = data.index.multi_label
 
     def predict(features: np.ndarray) -> np.ndarray:
-        return keras_probabilities(model, features, mean=data.mean, std=data.std, batch_size=batch_size,
+        return keras_probabilities(model, features, normalize=data.normalization, batch_size=batch_size,
                                    multi_label=multi_label)
 
     return evaluate_predictions(predict, data)

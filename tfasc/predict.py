@@ -103,7 +103,7 @@ class Classifier:
     window: int
     """Samples per model input (``data.duration_s`` at ``data.sample_rate``)."""
     features: Callable[[np.ndarray], np.ndarray]
-    """``[n, window, channels]`` clips -> standardized model inputs ``[n, ...]`` (float32)."""
+    """``[n, window, channels]`` clips -> normalized model inputs ``[n, ...]`` (float32)."""
     logits: Callable[[np.ndarray], np.ndarray]
     """Model inputs ``[n, ...]`` -> float logits ``[n, classes]``."""
 
@@ -126,18 +126,6 @@ def _read_json(path: Path, what: str) -> dict:
     return value
 
 
-def run_normalization(run_dir: Path) -> tuple[float, float]:
-    """Mean and std the run standardized its inputs with (``normalization.json``, written before training)."""
-    from tfasc.training.rundir import NORMALIZATION_FILE
-
-    path = run_dir / NORMALIZATION_FILE
-    recorded = _read_json(path, "standardization")
-    mean, std = recorded.get("mean"), recorded.get("std")
-    if not all(isinstance(v, (int, float)) and np.isfinite(v) for v in (mean, std)) or std <= 0:
-        raise _run_error(f"{path}: damaged (mean {mean!r}, std {std!r}); expected finite numbers, std above 0")
-    return float(mean), float(std)
-
-
 def run_labels(run_dir: Path) -> tuple[tuple[str, ...], bool]:
     """Class names in output order and whether the run is multi-label, from its ``report.json``.
 
@@ -154,10 +142,10 @@ def run_labels(run_dir: Path) -> tuple[tuple[str, ...], bool]:
     return tuple(classes), "mAP" in (report.get("metrics") or {})
 
 
-def _feature_function(recipe, window: int, mean: float, std: float) -> Callable[[np.ndarray], np.ndarray]:
+def _feature_function(recipe, window: int, normalize: Callable) -> Callable[[np.ndarray], np.ndarray]:
     """Training's input path for clips of ``window`` samples: the same traced front-end graph, the
-    rounding of the feature cache training read its inputs from (when it cached), the standardization."""
-    from tfasc.data.pipeline import feature_function, standardize
+    rounding of the feature cache training read its inputs from (when it cached), the normalization."""
+    from tfasc.data.pipeline import feature_function
     from tfasc.data.prepare import frontend_of
 
     frontend = frontend_of(recipe)
@@ -167,7 +155,7 @@ def _feature_function(recipe, window: int, mean: float, std: float) -> Callable[
     def features(clips: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore", invalid="ignore"):  # overflow to the cache dtype is caught by the caller
             values = np.asarray(extract(np.asarray(clips, np.float32)).numpy(), dtype=stored)
-        return standardize(values, mean, std)
+        return normalize(values)
 
     return features
 
@@ -220,13 +208,13 @@ def load_classifier(run_dir: Path | str, *, use_float: bool = False) -> Classifi
     """
     from tfasc.config import load_recipe
     from tfasc.data.prepare import frontend_of
-    from tfasc.training.rundir import RECIPE_FILE
+    from tfasc.training.rundir import NORMALIZATION_FILE, RECIPE_FILE, read_normalization
 
     run_dir = Path(run_dir)
     if not (run_dir / RECIPE_FILE).is_file():
         raise _run_error(f"{run_dir}: not a tfasc run directory (no {RECIPE_FILE})")
     recipe = load_recipe(run_dir / RECIPE_FILE)
-    mean, std = run_normalization(run_dir)
+    normalization = read_normalization(run_dir / NORMALIZATION_FILE)
     classes, multi_label = run_labels(run_dir)
     data = recipe.data
     window = int(round(data.sample_rate * data.duration_s))
@@ -235,7 +223,7 @@ def load_classifier(run_dir: Path | str, *, use_float: bool = False) -> Classifi
     return Classifier(
         run_dir=run_dir, model="float" if use_float else "int8", classes=classes, multi_label=multi_label,
         sample_rate=data.sample_rate, channels=data.channels, window=window,
-        features=_feature_function(recipe, window, mean, std), logits=logits,
+        features=_feature_function(recipe, window, normalization), logits=logits,
     )
 
 

@@ -14,7 +14,8 @@ from tfasc.augment.mixing import AugmentPolicy, make_batch_augmenter
 from tfasc.data.datasets.base import DatasetError, Example
 from tfasc.data.features import LogMelParams
 from tfasc.data.frontends.log_mel import LogMelFrontEnd
-from tfasc.data.pipeline import BadAudioError, extract_features, label_targets, make_dataset, standardization
+from tfasc.data.normalization import fit_normalization
+from tfasc.data.pipeline import BadAudioError, extract_features, label_targets, make_dataset
 
 RATE = 8000
 PARAMS = LogMelParams(n_fft=256, hop_length=128, n_mels=16, top_db=80.0)
@@ -121,10 +122,11 @@ def test_dataset_is_deterministic_given_seed():
 def test_standardization_and_order():
     rng = np.random.default_rng(0)
     features = rng.normal(3.0, 2.0, (50, 4, 5, 2)).astype(np.float32)
-    mean, std = standardization(features, chunk=7)
+    normalization = fit_normalization("global", features, chunk=7)
+    (mean,), (std,) = normalization.mean, normalization.std
     assert mean == pytest.approx(features.mean(), rel=1e-5) and std == pytest.approx(features.std(), rel=1e-4)
     targets = np.zeros((50, 2), np.float32)
-    x = np.concatenate([b[0] for b in batches(make_dataset(features, targets, batch_size=16, shuffle=False, mean=mean, std=std), 10)])
+    x = np.concatenate([b[0] for b in batches(make_dataset(features, targets, batch_size=16, shuffle=False, normalize=normalization), 10)])
     np.testing.assert_allclose(x, (features - mean) / std, atol=1e-5)
 
 

@@ -665,25 +665,25 @@ class WaveformAugmentPolicy:
             key = f"{name}_prob"
             value = getattr(self, key)
             if isinstance(value, bool) or not 0.0 <= float(value) <= 1.0:
-                raise ValueError(f"augment.{key}: expected a probability in [0, 1], got {value!r}")
+                raise ValueError(f"augment.waveform.{key}: expected a probability in [0, 1], got {value!r}")
         for key in ("speed_range", "pitch_semitones", "shift_s", "noise_snr_db", "gain_db"):
             value = getattr(self, key)
             if isinstance(value, (str, bytes)) or len(value) != 2:
-                raise ValueError(f"augment.{key}: expected [low, high], got {value!r}")
-            object.__setattr__(self, key, _range(value, f"augment.{key}"))  # YAML lists -> tuples
+                raise ValueError(f"augment.waveform.{key}: expected [low, high], got {value!r}")
+            object.__setattr__(self, key, _range(value, f"augment.waveform.{key}"))  # YAML lists -> tuples
         if not self.speed_range[0] > 0.0:
-            raise ValueError(f"augment.speed_range: factors must be > 0, got {self.speed_range!r}")
+            raise ValueError(f"augment.waveform.speed_range: factors must be > 0, got {self.speed_range!r}")
         if self.shift_mode not in SHIFT_MODES:
-            raise ValueError(f"augment.shift_mode: expected one of {SHIFT_MODES}, got {self.shift_mode!r}")
+            raise ValueError(f"augment.waveform.shift_mode: expected one of {SHIFT_MODES}, got {self.shift_mode!r}")
         if self.ir_align not in IR_ALIGNS:
-            raise ValueError(f"augment.ir_align: expected one of {IR_ALIGNS}, got {self.ir_align!r}")
+            raise ValueError(f"augment.waveform.ir_align: expected one of {IR_ALIGNS}, got {self.ir_align!r}")
         if self.pitch_n_fft is not None and (int(self.pitch_n_fft) != self.pitch_n_fft or self.pitch_n_fft < 16):
-            raise ValueError(f"augment.pitch_n_fft: expected an integer >= 16 or null, got {self.pitch_n_fft!r}")
+            raise ValueError(f"augment.waveform.pitch_n_fft: expected an integer >= 16 or null, got {self.pitch_n_fft!r}")
         if self.bank_max_seconds is not None and not float(self.bank_max_seconds) > 0:
-            raise ValueError(f"augment.bank_max_seconds: expected seconds > 0 or null, got {self.bank_max_seconds!r}")
+            raise ValueError(f"augment.waveform.bank_max_seconds: expected seconds > 0 or null, got {self.bank_max_seconds!r}")
         for kind in ("noise", "ir"):
             if getattr(self, f"{kind}_prob") > 0.0 and not getattr(self, f"{kind}_dir"):
-                raise ValueError(f"augment.{kind}_prob > 0 needs augment.{kind}_dir (a folder of recordings)")
+                raise ValueError(f"augment.waveform.{kind}_prob > 0 needs augment.waveform.{kind}_dir (a folder of recordings)")
 
     @property
     def enabled(self) -> bool:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from tfasc.augment.mixing import AugmentPolicy
+from tfasc.augment.waveform import WaveformAugmentPolicy
 from tfasc.data.features import LogMelParams
 
 
@@ -76,8 +77,13 @@ class FeaturesConfig(LogMelParams):
 
     kind: str = "log_mel"
     """Front-end: ``log_mel`` or ``waveform`` (``tfasc.data.frontends.available()``)."""
-    standardize: bool = True
-    """Subtract the training set's mean and divide by its standard deviation (one scalar each)."""
+    normalization: Literal["global", "per_frequency", "per_clip", "per_clip_frequency", "none"] = "global"
+    """How model inputs are normalized (:mod:`tfasc.data.normalization`; the export and the C bundle
+    reproduce it): ``global`` subtracts the training set's mean and divides by its standard deviation
+    (one scalar each); ``per_frequency`` does so per frequency bin (log-mel only); ``per_clip`` uses each
+    clip's own mean and standard deviation over all its values; ``per_clip_frequency`` each clip's own
+    per-bin statistics over time (cepstral mean and variance normalization; log-mel only);
+    ``none`` leaves the front-end's output as it is."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,6 +166,10 @@ class TrainingConfig:
     """Batches per epoch (default: one pass over the training split)."""
     seed: int = 0
     """Seed of weight initialization."""
+    ema_decay: float | None = field(default=None, **_range(gt=0, lt=1))
+    """Keep an exponential moving average of the weights, ``ema = decay * ema + (1 - decay) * w`` after
+    every optimizer step (ERANN paper, Eq. 6), and evaluate, save and export the averaged weights
+    (None: off). Typical: 0.99-0.999."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -226,19 +236,47 @@ class ExportConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AugmentConfig(AugmentPolicy):
+    """Batch augmentation (:class:`tfasc.augment.mixing.AugmentPolicy`) plus per-example waveform
+    augmentation of the decoded clip before the front-end (``waveform``; training split only)."""
+
+    waveform: WaveformAugmentPolicy = field(default_factory=WaveformAugmentPolicy)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CrossValConfig:
+    """Cross-validation (``python -m tfasc.crossval``): one run per fold, fold ``v`` setting the data
+    option ``data.<option>`` to ``v``."""
+
+    option: str | None = None
+    """The data loader option that selects the held-out fold: ``eval_speaker`` (fsdd with
+    ``split: speaker``), ``eval_fold`` (esc50, urbansound8k), ``fold`` (dcase2019_1a, dcase2020_1b)."""
+    folds: tuple[str | int, ...] = ()
+    """The option's value of every fold, e.g. ``[1, 2, 3, 4, 5]`` for ESC-50."""
+
+    def __post_init__(self):
+        if len(set(self.folds)) != len(self.folds):
+            raise ValueError(f"crossval.folds: expected distinct folds, got {list(self.folds)}")
+        if bool(self.option) != bool(self.folds):
+            raise ValueError("crossval: expected both option and folds, or neither")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Recipe:
     name: str = "recipe"
     """Recipe name (defaults to the file name without extension)."""
     data: DataConfig = field(default_factory=DataConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    augment: AugmentPolicy = field(default_factory=AugmentPolicy)
-    """Batch augmentation (FreqMix / CutMix / mixup / SpecAugment); the defaults augment nothing."""
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    """Batch augmentation (FreqMix / CutMix / mixup / SpecAugment) and per-example waveform
+    augmentation (``augment.waveform``); the defaults augment nothing."""
     training: TrainingConfig = field(default_factory=TrainingConfig)
     compress: CompressConfig = field(default_factory=CompressConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    crossval: CrossValConfig = field(default_factory=CrossValConfig)
     stages: tuple[str, ...] = ("train",)
     """Stages to run, in the order of the stage table (``tfasc.training.stages``); each reads its
     input from the run directory's manifest."""

@@ -1,8 +1,9 @@
 """From examples to a ``tf.data`` pipeline of batches.
 
 decode → resample → channels → crop/pad → front-end (log-mel, or the waveform itself; see
-:mod:`tfasc.data.frontends`) → (cache) → order (a seeded permutation per pass) → batch → gather and
-standardize → augment → prefetch.
+:mod:`tfasc.data.frontends`) → (cache) → order (a seeded permutation per pass) → batch → gather →
+(per-example waveform augmentation and the front-end, when training augments the decoded clips) →
+normalize (:mod:`tfasc.data.normalization`) → batch augment → prefetch.
 Features are computed once per clip (and kept on disk when caching), then every epoch reads them
 back: on DCASE-sized data the feature extraction would otherwise dominate training. Features are
 laid out ``[examples, n_mels, frames, channels]`` (log-mel) or ``[examples, samples, channels]``
@@ -218,25 +219,6 @@ def label_targets(examples: Sequence[Example], classes: Sequence[str], *, multi_
     return targets
 
 
-def standardization(features: np.ndarray, *, chunk: int = 256) -> tuple[float, float]:
-    """Mean and standard deviation over every value of ``features`` (read in chunks)."""
-    total, total_sq, count = 0.0, 0.0, 0
-    for start in range(0, len(features), chunk):
-        block = np.asarray(features[start : start + chunk], dtype=np.float64)
-        total += block.sum()
-        total_sq += np.square(block).sum()
-        count += block.size
-    if count == 0:
-        raise ValueError("cannot standardize an empty feature set")
-    mean = total / count
-    return float(mean), float(np.sqrt(max(total_sq / count - mean * mean, 1e-12)))
-
-
-def standardize(features: np.ndarray, mean: float, std: float) -> np.ndarray:
-    """``(features - mean) / std`` as float32: the model's input."""
-    return (np.asarray(features, np.float32) - np.float32(mean)) * np.float32(1.0 / std)
-
-
 def batches_per_pass(num_examples: int, batch_size: int, *, drop_remainder: bool = False) -> int:
     """Batches one pass over the examples makes (the last one short unless ``drop_remainder``)."""
     return num_examples // batch_size if drop_remainder else -(-num_examples // batch_size)
@@ -262,8 +244,9 @@ def make_dataset(
     batch_size: int,
     shuffle: bool,
     seed: int = 0,
-    mean: float = 0.0,
-    std: float = 1.0,
+    normalize: Callable[[np.ndarray], np.ndarray] | None = None,
+    transform: Callable | None = None,
+    transformed_shape: Sequence[int] | None = None,
     augment: Callable | None = None,
     repeat: bool = False,
     drop_remainder: bool = False,
@@ -275,8 +258,12 @@ def make_dataset(
     The stream is a pure function of ``seed`` and the global batch index: pass ``p`` (one epoch's
     worth of examples, each exactly once) is ordered by a permutation seeded by ``(seed, p)`` with
     ``shuffle`` (so every pass is reshuffled), in index order without, and batched on its own.
-    ``augment(x, y, batch_index)`` is applied to whole batches (see :mod:`tfasc.augment`) with the
-    global batch index. With ``repeat`` the dataset is endless (train with ``steps_per_epoch``),
+    ``transform(x, batch_index)`` (graph mode) turns a gathered batch into model inputs of
+    ``transformed_shape`` before normalization: the per-example waveform augmentation and the front-end
+    when ``features`` holds decoded clips. ``normalize`` (numpy, e.g. a
+    :class:`tfasc.data.normalization.Normalization`) maps a batch to model inputs.
+    ``augment(x, y, batch_index)`` is applied to whole normalized batches (see :mod:`tfasc.augment`)
+    with the global batch index. With ``repeat`` the dataset is endless (train with ``steps_per_epoch``),
     otherwise it is pass 0 alone.
 
     ``start_batch=k`` yields exactly what the dataset with ``start_batch=0`` yields from its k-th
@@ -290,6 +277,8 @@ def make_dataset(
         raise ValueError("cannot make a dataset from zero examples")
     if start_batch < 0:
         raise ValueError(f"start_batch must be >= 0, got {start_batch}")
+    if (transform is None) != (transformed_shape is None):
+        raise ValueError("transform and transformed_shape go together")
     feature_shape_ = tuple(features.shape[1:])
     per_pass = batches_per_pass(len(features), batch_size, drop_remainder=drop_remainder)
     if per_pass == 0:
@@ -299,7 +288,12 @@ def make_dataset(
         order = np.argsort(indices)  # sorted reads are kind to a memory-mapped file
         rows = np.empty((len(indices), *feature_shape_), np.float32)
         rows[order] = features[indices[order]]
-        return standardize(rows, mean, std), targets[indices]
+        if transform is None and normalize is not None:
+            rows = normalize(rows)
+        return rows, targets[indices]
+
+    def normalize_batch(x):
+        return np.asarray(normalize(x), np.float32)
 
     passes = dict(num_examples=len(features), batch_size=batch_size, per_pass=per_pass, shuffle=shuffle, seed=seed)
     if repeat:
@@ -314,6 +308,11 @@ def make_dataset(
         x, y = tf.numpy_function(gather, [indices], (tf.float32, tf.float32), stateful=False)
         x.set_shape((None, *feature_shape_))
         y.set_shape((None, targets.shape[1]))
+        if transform is not None:
+            x = transform(x, batch_index)
+            if normalize is not None:
+                x = tf.numpy_function(normalize_batch, [x], tf.float32, stateful=False)
+            x.set_shape((None, *transformed_shape))
         if augment is not None:
             return augment(x, y, batch_index)
         return x, y

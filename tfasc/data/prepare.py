@@ -1,8 +1,9 @@
 """From a recipe's ``data`` and ``features`` sections to model inputs and targets of both splits.
 
 The dataset root (synthesized first when the recipe asks), its index, the front-end's inputs of the
-training and evaluation splits and of each held-out group (cached on disk), their targets and the
-scalar standardization. Everything downstream (stages, export, report) reads :class:`PreparedData`.
+training and evaluation splits and of each held-out group (cached on disk), the decoded training
+clips when the recipe augments waveforms, their targets and the input normalization. Everything
+downstream (stages, export, report) reads :class:`PreparedData`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from tfasc.config.load import RecipeError
 from tfasc.data import datasets, frontends
 from tfasc.data.datasets.base import DatasetError, DatasetIndex, DatasetOptionError
 from tfasc.data.frontends import FrontEnd
-from tfasc.data.pipeline import FeatureSet, extract_features, label_targets, standardization, standardize
+from tfasc.data.normalization import Normalization, fit_normalization
+from tfasc.data.pipeline import FeatureSet, extract_features, label_targets
 from tfasc.log import log
 
 
@@ -51,8 +53,11 @@ class PreparedData:
     """Group name → that group's clips outside the training split."""
     train_targets: np.ndarray
     eval_targets: np.ndarray
-    mean: float
-    std: float
+    normalization: Normalization
+    """Fitted on the training split's features (:mod:`tfasc.data.normalization`)."""
+    train_clips: FeatureSet | None = None
+    """The training split's decoded clips ``[examples, samples, channels]``, in the order of ``train``,
+    when the recipe augments waveforms before the front-end (``augment.waveform``); else None."""
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -87,15 +92,17 @@ def frontend_of(recipe) -> FrontEnd:
     return frontends.make(recipe.features.kind, recipe.features)
 
 
-def _features(recipe, examples, description: str, *, started: float | None = None) -> FeatureSet:
-    """``started``: when this data preparation began; the cache cap spares entries used since."""
+def _features(recipe, examples, description: str, *, started: float | None = None,
+              frontend: FrontEnd | None = None) -> FeatureSet:
+    """``started``: when this data preparation began; the cache cap spares entries used since.
+    ``frontend``: default the recipe's."""
     data = recipe.data
     result = extract_features(
         examples,
         sample_rate=data.sample_rate,
         duration_s=data.duration_s,
         channels=data.channels,
-        frontend=frontend_of(recipe),
+        frontend=frontend or frontend_of(recipe),
         cache_dir=Path(data.cache_dir) if data.cache else None,
         skip_bad_files=data.skip_bad_files,
         description=description,
@@ -176,7 +183,6 @@ def prepare_data(recipe) -> PreparedData:
             extra=extra,
             extra_targets=targets(extra) if extra is not None else None,
         )
-    mean, std = standardization(train.features) if recipe.features.standardize else (0.0, 1.0)
     return PreparedData(
         index=index,
         train=train,
@@ -184,13 +190,27 @@ def prepare_data(recipe) -> PreparedData:
         held_out=held_out,
         train_targets=targets(train),
         eval_targets=targets(evaluation),
-        mean=mean,
-        std=std,
+        normalization=fit_normalization(recipe.features.normalization, train.features),
+        train_clips=_train_clips(recipe, train, started),
     )
 
 
-def standardized(features: np.ndarray, data: PreparedData, *, limit: int | None = None) -> np.ndarray:
-    """``(features - mean) / std`` as float32, the model's input (first ``limit`` examples)."""
-    return standardize(features[:limit], data.mean, data.std)
+def _train_clips(recipe, train: FeatureSet, started: float) -> FeatureSet | None:
+    """The decoded training clips for waveform augmentation, row for row with ``train``."""
+    if not recipe.augment.waveform.enabled:
+        return None
+    if recipe.features.kind == "waveform":
+        return train
+    clips = _features(recipe, train.examples, "decoded clips (train)", started=started,
+                      frontend=frontends.make("waveform", recipe.features))
+    if [e.path for e in clips.examples] != [e.path for e in train.examples]:
+        raise DatasetError(f"{recipe.data.root}: the training clips that decode differ from those with finite "
+                           "features; check the files data.skip_bad_files skipped")
+    return clips
+
+
+def normalized(features: np.ndarray, data: PreparedData, *, limit: int | None = None) -> np.ndarray:
+    """The model's inputs (float32) of ``features``' first ``limit`` examples."""
+    return data.normalization(features[:limit])
 
 

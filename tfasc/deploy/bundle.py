@@ -7,6 +7,9 @@
     ops.h               tflite::MicroMutableOpResolver<N> with exactly the ops the model uses
     model_config.h      arena size, input shape, input/output scale and zero point, class names,
                         and the front end the model was trained with (see below)
+    input_path.h        (given a normalization) ``tfasc_features_to_input``: the training input
+                        normalization and the int8 input quantization in C
+                        (:func:`tfasc.data.normalization.c_header`)
     README.md           TFLite Micro C++ code that loads and invokes the model
 
 The front end is a mapping with a ``"kind"`` key:
@@ -244,7 +247,9 @@ INPUT_LAYOUTS = {"log_mel": "[batch, freq, time, channels]", "waveform": "[batch
 #: int16 PCM full scale: training reads PCM as ``pcm / 32768`` (``tfasc.data.audio``).
 PCM_FULL_SCALE = 32768
 _WAVEFORM_REQUIRED = ("sample_rate", "clip_seconds", "audio_channels")
-_WAVEFORM_OPTIONAL = ("standardize_mean", "standardize_std")
+_WAVEFORM_OPTIONAL = ("standardize_mean", "standardize_std", "normalization")
+#: Normalizations a waveform model's int16 PCM -> int8 conversion folds into one multiply-add.
+_FOLDABLE = (None, "none", "global")
 
 
 def frontend_kind(frontend: Mapping[str, Any]) -> str:
@@ -300,6 +305,7 @@ def _waveform_lines(frontend: Mapping[str, Any], shape: Sequence[int], input_q: 
     if not std > 0:
         raise ValueError(f"waveform frontend: standardize_std={std}: expected a positive standard deviation")
     scale, offset = pcm_to_input(mean, std, *input_q)
+    per_clip = frontend.get("normalization") not in _FOLDABLE
     lines = [
         "// Front end: the raw waveform, no feature extraction. Input layout [samples][channels]:",
         "// interleaved PCM frames are already in that order.",
@@ -308,6 +314,11 @@ def _waveform_lines(frontend: Mapping[str, Any], shape: Sequence[int], input_q: 
         f"constexpr float kFeatureClipSeconds = {_c_float(float(frontend['clip_seconds']))};",
         f"constexpr int kFeatureAudioChannels = {int(frontend['audio_channels'])};",
     ]
+    if per_clip:
+        return lines + [
+            f"// Normalization: {frontend['normalization']} (statistics of each clip): input_path.h's",
+            "// tfasc_features_to_input(x, q) with x = pcm / 32768 normalizes and quantizes.",
+        ]
     if standardized:
         lines += [
             "// Standardization from training: x = (pcm / 32768 - mean) / std.",
@@ -385,7 +396,8 @@ _README_INPUT = {
         input="Input: int8 `[1, freq, time, channels]` features, quantized with `kInputScale` / `kInputZeroPoint`.",
         comment=(
             "// features: log-mel values laid out [freq][time][channels], computed with the kFeature* parameters\n"
-            "// of model_config.h and standardized like in training (see kFeatureStandardizeMean / Std if present)."
+            "// of model_config.h, then normalized and quantized like in training: input_path.h's\n"
+            "// tfasc_features_to_input(features, input->data.int8) does both (kFeatureNormalization says which)."
         ),
         parameter="const float* features",
         quantize="roundf(features[i] / kInputScale)) + kInputZeroPoint",
@@ -469,6 +481,7 @@ def write_bundle(
     ops: Sequence[str],
     class_names: Sequence[str],
     output_details: Mapping[str, Any] | None = None,
+    normalization=None,
 ) -> Path:
     """Write the deployment bundle into ``out_dir`` atomically; returns ``out_dir``.
 
@@ -484,6 +497,8 @@ def write_bundle(
         ops: builtin op names (``tfasc.deploy.flatbuffer.ops_used``).
         class_names: output class names, in output order.
         output_details: like ``input_details`` for the output; read from the flatbuffer if omitted.
+        normalization: the training input normalization (:class:`tfasc.data.normalization.Normalization`);
+            given, ``input_path.h`` reproduces it and the input quantization in C.
     """
     if arena_bytes <= 0:
         raise ValueError(f"arena_bytes={arena_bytes}: expected the positive arena size in bytes")
@@ -511,6 +526,11 @@ def write_bundle(
             ops=ops, arena_bytes=arena, model_bytes=len(tflite_int8), frontend=frontend_kind(frontend)
         ),
     }
+    if normalization is not None:
+        from tfasc.data.normalization import c_header
+
+        in_scale, in_zero = _quantization(input_details)
+        files["input_path.h"] = c_header(normalization, tuple(input_details["shape"])[1:], in_scale, in_zero)
     out = Path(out_dir)
     with atomic_path(out, directory=True) as staging:
         for name, content in files.items():

@@ -60,6 +60,7 @@ def export_model(
     out_dir: Path,
     verify_examples: int,
     find_smallest_arena: bool = True,
+    normalization=None,
 ) -> dict[str, Any]:
     """Convert, verify, evaluate and bundle; returns the ``deploy`` section of the report.
 
@@ -70,12 +71,14 @@ def export_model(
             float32 files and the top-1 agreement.
         profiled_model: the model whose parameters and MACs are reported (default ``float_model``):
             the trained float model before any export rewrite.
-        representative: ``[n, ...]`` standardized training inputs for int8 calibration.
-        eval_inputs, eval_targets: standardized evaluation inputs and their one-/multi-hot targets.
+        representative: ``[n, ...]`` normalized training inputs for int8 calibration.
+        eval_inputs, eval_targets: normalized evaluation inputs and their one-/multi-hot targets.
         frontend: the model's front end for ``model_config.h``, ``{"kind": "log_mel", ...feature
             parameters}`` or ``{"kind": "waveform", "sample_rate", "clip_seconds",
             "audio_channels", "standardize_mean", "standardize_std"}`` (see ``tfasc.deploy.bundle``).
         out_dir: the run directory; the bundle goes to ``out_dir/deploy``.
+        normalization: the training input normalization, reproduced in C by the bundle's
+            ``input_path.h`` (:class:`tfasc.data.normalization.Normalization`; None: no such file).
     """
     out_dir = Path(out_dir)
     calibration = [example[np.newaxis] for example in np.asarray(representative, np.float32)]
@@ -111,6 +114,7 @@ def export_model(
         frontend=frontend,
         ops=ops,
         class_names=class_names,
+        normalization=normalization,
     )
     write_atomic(out_dir / FLOAT16_FILE, float16)
     write_atomic(out_dir / FLOAT32_FILE, float32)

@@ -40,7 +40,7 @@ def data_summary(context: StageContext) -> dict:
         "classes": list(data.index.classes),
         "features": recipe.features.kind,
         "skipped_files": len(data.train.skipped) + len(data.eval.skipped),
-        "standardization": {"mean": data.mean, "std": data.std},
+        "normalization": data.normalization.to_json(),
     }
 
 

@@ -11,6 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 import tfasc  # noqa: F401
+import tensorflow as tf
 import tf_keras as keras
 
 from tfasc.augment.mixing import make_batch_augmenter
@@ -56,20 +57,44 @@ class StageContext:
 
     def train_dataset(self, start_batch: int = 0):
         """The endless, shuffled, augmented training batches from global batch ``start_batch`` on
-        (the same batches whether a run was resumed or not)."""
+        (the same batches whether a run was resumed or not). With ``augment.waveform`` the decoded
+        clips are augmented per example, then go through the front-end, every batch."""
         recipe, data = self.recipe, self.data
         policy = recipe.augment
         augment = make_batch_augmenter(policy, recipe.data.seed) if policy.enabled else None
+        clips = data.train_clips
         return make_dataset(
-            data.train.features, data.train_targets, batch_size=recipe.data.batch_size, shuffle=True,
-            seed=recipe.data.seed, mean=data.mean, std=data.std, augment=augment, repeat=True,
-            start_batch=start_batch,
+            data.train.features if clips is None else clips.features, data.train_targets,
+            batch_size=recipe.data.batch_size, shuffle=True, seed=recipe.data.seed,
+            normalize=data.normalization, augment=augment, repeat=True, start_batch=start_batch,
+            **({} if clips is None else dict(transform=self.clip_transform(), transformed_shape=data.input_shape)),
         )
+
+    def clip_transform(self) -> Callable:
+        """``fn(clips [batch, samples, channels], batch_index) -> features``: the recipe's waveform
+        augmentation (example ``batch_index * batch_size + row``) and front-end, in graph mode."""
+        from tfasc.augment.waveform import augment_batch, make_waveform_augmenter
+        from tfasc.data.prepare import frontend_of
+
+        recipe = self.recipe
+        batch_size, sample_rate = recipe.data.batch_size, recipe.data.sample_rate
+        augmenter = make_waveform_augmenter(recipe.augment.waveform, recipe.data.seed, sample_rate,
+                                            channels=recipe.data.channels)
+        frontend = frontend_of(recipe)
+        cache_dtype = tf.as_dtype(np.dtype(frontend.cache_dtype)) if recipe.data.cache else tf.float32
+
+        def transform(clips, batch_index):
+            clips = augment_batch(augmenter, clips, tf.cast(batch_index, tf.int64) * batch_size)
+            features = frontend(clips, sample_rate=sample_rate)
+            # The cache's rounding, so training sees what evaluation reads back from the cache.
+            return tf.cast(tf.cast(features, cache_dtype), tf.float32)
+
+        return transform
 
     def eval_dataset(self):
         data = self.data
         return make_dataset(data.eval.features, data.eval_targets, batch_size=self.recipe.evaluate.batch_size,
-                            shuffle=False, mean=data.mean, std=data.std)
+                            shuffle=False, normalize=data.normalization)
 
     def steps_per_epoch(self) -> int:
         return loop.steps_per_epoch(len(self.data.train_targets), self.recipe.data.batch_size,

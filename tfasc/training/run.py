@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from pathlib import Path
 
 from tfasc.augment.mixing import waveform_compatible
 from tfasc.config.load import RecipeError, check_options, dump_recipe, load_recipe
 from tfasc.data import datasets, frontends
 from tfasc.data.datasets.base import DatasetError
+from tfasc.data.normalization import FREQUENCY_MODES
 from tfasc.data.prepare import prepare_data
 from tfasc.files import remove, temporary_sibling, write_atomic
 from tfasc.log import log
@@ -21,7 +21,7 @@ from tfasc.training import stages
 from tfasc.training.context import StageContext
 from tfasc.training.rundir import (
     NORMALIZATION_FILE, RECIPE_FILE, REPORT_FILE, Manifest, RunClock, RunDirError, RunLock, has_progress,
-    resolve_run_dir,
+    read_normalization, resolve_run_dir,
 )
 
 REPORT_FILES = (REPORT_FILE, "report.md")
@@ -41,6 +41,9 @@ def validate_components(recipe) -> None:
     if recipe.features.kind == "waveform" and waveform_compatible(recipe.augment):
         keys = ", ".join(f"augment.{key}" for key in waveform_compatible(recipe.augment))
         raise RecipeError(f"{keys}: need a frequency axis; with features.kind: waveform use mixup and time masks only")
+    if recipe.features.kind != "log_mel" and recipe.features.normalization in FREQUENCY_MODES:
+        raise RecipeError(f"features.normalization: {recipe.features.normalization} needs a frequency axis; with "
+                          f"features.kind: {recipe.features.kind} use global, per_clip or none")
     try:
         builder = models.builder(recipe.model.name)
     except ValueError as error:
@@ -55,27 +58,20 @@ def validate_components(recipe) -> None:
 
 
 def _prepare_context(recipe, run_dir: Path, clock: RunClock) -> StageContext:
-    """Prepare the data and record its standardization; a run that already made progress must get
-    the standardization it was trained with (else the data changed under it)."""
+    """Prepare the data and record its input normalization; a run that already made progress must get
+    the normalization it was trained with (else the data changed under it)."""
     data = prepare_data(recipe)
     path = run_dir / NORMALIZATION_FILE
-    normalization = {"mean": data.mean, "std": data.std}
     if path.is_file() and has_progress(run_dir):
-        try:
-            recorded = json.loads(path.read_text())
-            if not isinstance(recorded, dict):
-                raise ValueError("not a mapping")
-        except ValueError as error:
-            raise RunDirError(f"{path}: damaged ({error}); the run cannot tell which standardization it "
-                              "was trained with") from error
-        if not all(math.isclose(recorded.get(k, math.nan), v, rel_tol=1e-6, abs_tol=1e-9) for k, v in normalization.items()):
+        recorded = read_normalization(path)
+        if not recorded.matches(data.normalization):
             raise DatasetError(
-                f"{path}: the run was trained on data with mean {recorded.get('mean')} / std {recorded.get('std')}, "
-                f"but {recipe.data.root} now gives {data.mean} / {data.std}: the data changed since (or the "
+                f"{path}: the run was trained with normalization {recorded.describe()}, but "
+                f"{recipe.data.root} now gives {data.normalization.describe()}: the data changed since (or the "
                 "command runs from another folder); use the run's data or start a new run"
             )
     else:
-        write_atomic(path, json.dumps(normalization) + "\n")
+        write_atomic(path, json.dumps(data.normalization.to_json()) + "\n")
     return StageContext(recipe=recipe, run_dir=run_dir, data=data, clock=clock)
 
 

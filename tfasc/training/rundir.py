@@ -70,6 +70,25 @@ def is_finished(run_dir: Path, stages: Iterable[str]) -> bool:
         return False
 
 
+def read_normalization(path: Path):
+    """The input normalization a run recorded (``normalization.json``, written before training).
+
+    A file from before normalization modes (``{"mean", "std"}``) reads as ``global``.
+    """
+    from tfasc.data.normalization import Normalization
+
+    try:
+        recorded = json.loads(path.read_text())
+        if isinstance(recorded, dict) and "mode" not in recorded and {"mean", "std"} <= set(recorded):
+            recorded = {"mode": "global", "mean": [recorded["mean"]], "std": [recorded["std"]]}
+        return Normalization.from_json(recorded)
+    except FileNotFoundError:
+        raise RunDirError(f"{path}: missing; the run records no input normalization (did it start training?)") from None
+    except (OSError, ValueError) as error:  # NormalizationError is a ValueError
+        raise RunDirError(f"{path}: damaged ({error}); the run cannot tell which input normalization it "
+                          "was trained with") from error
+
+
 def _new_run_dir(parent: Path, name: str) -> Path:
     """Create ``<parent>/<name>-<timestamp>`` (``-2``, ``-3``, ... when taken): never shared."""
     parent.mkdir(parents=True, exist_ok=True)

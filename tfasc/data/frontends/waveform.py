@@ -1,6 +1,6 @@
 """``features.kind: waveform``: the decoded clip itself, ``[samples, channels]`` per example.
 
-After resampling, channel handling and crop/pad (and the recipe's scalar standardization, like
+After resampling, channel handling and crop/pad (and the recipe's input normalization, like
 every front-end), for models with a learned front-end (e.g. a Conv1D stem). Cached as float32:
 float16 would add a noise floor about 66 dB below each sample, audible in quiet passages.
 """

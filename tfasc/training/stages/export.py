@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tfasc.data.prepare import frontend_of, standardized
+from tfasc.data.prepare import frontend_of, normalized
 from tfasc.log import log
 from tfasc.formatting import percent
 from tfasc.training.context import FLOAT_MODEL, QAT_MODEL, StageContext
@@ -15,15 +15,18 @@ from tfasc.training.stages import Stage, register
 
 
 def device_frontend(context: StageContext) -> dict[str, Any]:
-    """What the device computes before the int8 model: the front-end, clip format and standardization."""
-    recipe, data = context.recipe, context.data
+    """What the device computes before the int8 model: the front-end, clip format and normalization
+    (a global one as the scalar mean and std, which a waveform bundle folds into its PCM conversion)."""
+    recipe, normalization = context.recipe, context.data.normalization
+    scalar = ({"standardize_mean": normalization.mean[0], "standardize_std": normalization.std[0]}
+              if normalization.mode == "global" else {})
     return {
         **frontend_of(recipe).parameters(),
         "sample_rate": recipe.data.sample_rate,
         "clip_seconds": recipe.data.duration_s,
         "audio_channels": recipe.data.channels,
-        "standardize_mean": data.mean,
-        "standardize_std": data.std,
+        "normalization": normalization.mode,
+        **scalar,
     }
 
 
@@ -52,8 +55,9 @@ class ExportStage(Stage):
             int8_source=int8_source,
             float_model=exported_float,
             profiled_model=float_model,
-            representative=standardized(data.train.features, data, limit=config.representative_examples),
-            eval_inputs=standardized(data.eval.features, data),
+            representative=normalized(data.train.features, data, limit=config.representative_examples),
+            eval_inputs=normalized(data.eval.features, data),
+            normalization=data.normalization,
             eval_targets=data.eval_targets,
             class_names=data.index.classes,
             multi_label=data.index.multi_label,
