@@ -8,6 +8,12 @@ with the next epoch. The training data is a pure function of the global batch in
 an uninterrupted run would. The CSV log keeps one row per finished epoch: rows of epochs that are
 being redone after a restart are dropped, so no finished epoch is lost or repeated. A non-finite
 loss stops training with an error before that epoch is backed up or logged.
+
+With an optimizer that keeps an exponential moving average of the weights (``use_ema``, from
+``training.ema_decay``), the per-epoch evaluation runs with the averaged weights (the ``val_*``
+columns of the log are the averaged model's; the training loss and accuracy are the raw weights'),
+the averages are part of each backup (optimizer variables), and when ``fit`` returns the model holds
+the averaged weights.
 """
 
 from __future__ import annotations
@@ -131,6 +137,37 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             )
 
 
+def uses_ema(model) -> bool:
+    """Whether ``model``'s optimizer keeps a moving average of the weights (Keras' ``use_ema``)."""
+    return bool(getattr(getattr(model, "optimizer", None), "use_ema", False))
+
+
+class EvaluateWithEMA(keras.callbacks.Callback):
+    """Evaluate with the optimizer's moving average of the trainable weights, then train on.
+
+    At the start of an evaluation inside ``fit`` the raw trainable weights are copied aside and
+    replaced by their averages (``Optimizer.finalize_variable_values``); at its end they are put
+    back exactly, so the training trajectory, the backups and what follows are the raw model's.
+    Non-trainable weights (BatchNorm's moving statistics) are the raw model's throughout: Keras'
+    ``use_ema`` averages the trainable weights only, as the ERANN paper's Eq. 6 does.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._raw = None
+
+    def on_test_begin(self, logs=None):
+        variables = self.model.trainable_variables
+        self._raw = [variable.numpy() for variable in variables]
+        self.model.optimizer.finalize_variable_values(variables)
+
+    def on_test_end(self, logs=None):
+        if self._raw is not None:
+            for variable, value in zip(self.model.trainable_variables, self._raw):
+                variable.assign(value)
+            self._raw = None
+
+
 def checkpoint_dir(run_dir: Path, name: str) -> Path:
     """Where stage ``name``'s per-epoch backups live."""
     return Path(run_dir) / CHECKPOINT_DIR / name
@@ -166,6 +203,12 @@ def fit(
     Given as a function of the first global batch index, a resumed fit gets the data stream from
     where the backup stopped. ``name`` (the stage) prefixes the logs of stages other than ``train``
     (``prune_history.csv``, ...).
+
+    When the optimizer keeps a moving average of the weights (:func:`uses_ema`), the evaluation of
+    every epoch uses the averaged weights and the model returns holding them (Keras'
+    ``finalize_variable_values`` at the end of ``fit``). The optimizer is built before the backup is
+    restored, so the averages start from the initial weights and a resumed fit, even one with no
+    epoch left to run, continues from (or ends with) the backed-up averages.
     """
     run_dir = Path(run_dir)
     (run_dir / LOG_DIR).mkdir(parents=True, exist_ok=True)
@@ -174,6 +217,11 @@ def fit(
     backups = checkpoint_dir(run_dir, name)
     if resumable:
         callbacks.insert(2, keras.callbacks.BackupAndRestore(str(backups), save_freq="epoch", delete_checkpoint=False))
+    if uses_ema(model):
+        # Creates the averages now, from the initial weights (Eq. 6's θ_0), instead of at the first
+        # step: the backup then restores them even when every epoch was already done.
+        model.optimizer.build(model.trainable_variables)
+        callbacks.insert(0, EvaluateWithEMA())  # first to see an evaluation begin, so the others see the averages
     if callable(train_data):
         train_data = train_data(completed_epochs(backups) * steps if resumable else 0)
     if tensorboard:

@@ -117,15 +117,23 @@ def build_schedule(schedule, *, learning_rate: float, epochs: int, steps_per_epo
 
 
 def build_optimizer(training, *, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """Adam or SGD with momentum (decoupled weight decay optional) on the recipe's schedule."""
+    """Adam or SGD with momentum (decoupled weight decay optional) on the recipe's schedule.
+
+    With ``training.ema_decay`` the optimizer also keeps Keras' exponential moving average of the
+    trainable weights (``use_ema``): after every step ``ema = decay · ema + (1 − decay) · w``, starting
+    from the initial weights, no warm-up or bias correction (ERANN paper, Eq. 6). The averages are
+    optimizer variables, so the per-epoch backups hold them; :func:`tfasc.training.loop.fit`
+    evaluates with them and leaves them in the model at the end.
+    """
     rate = build_schedule(
         training.schedule, learning_rate=training.learning_rate, epochs=training.epochs, steps_per_epoch=steps_per_epoch
     )
     decay = training.weight_decay or None
+    ema = {"use_ema": True, "ema_momentum": training.ema_decay} if training.ema_decay is not None else {}
     if training.optimizer == "adam":
         if decay:
-            return keras.optimizers.AdamW(learning_rate=rate, weight_decay=decay)
-        return keras.optimizers.Adam(learning_rate=rate)
+            return keras.optimizers.AdamW(learning_rate=rate, weight_decay=decay, **ema)
+        return keras.optimizers.Adam(learning_rate=rate, **ema)
     return keras.optimizers.SGD(
-        learning_rate=rate, momentum=training.momentum, nesterov=training.nesterov, weight_decay=decay
+        learning_rate=rate, momentum=training.momentum, nesterov=training.nesterov, weight_decay=decay, **ema
     )

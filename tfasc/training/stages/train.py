@@ -29,6 +29,16 @@ def build_model(recipe, input_shape, num_classes: int):
         raise RecipeError(f"model ({recipe.model.name}): {str(error).splitlines()[0]}") from error
 
 
+def ema_summary(decay: float | None, steps: int) -> dict | None:
+    """What the stage result records of the weight averaging (None when ``training.ema_decay`` is off):
+    the decay, the optimizer steps averaged, which weights, and the share ``decay ** steps`` the
+    initial weights still have in the average (no warm-up or bias correction, as Eq. 6 of the ERANN paper)."""
+    if decay is None:
+        return None
+    return {"decay": decay, "steps": steps, "averaged": "trainable weights",
+            "initial_weight_share": float(decay ** steps)}
+
+
 class TrainStage(Stage):
     name = "train"
     needs: tuple[str, ...] = ()
@@ -45,6 +55,15 @@ class TrainStage(Stage):
                            multi_label=data.index.multi_label)
         log(f"training {recipe.model.name} ({model.count_params():,} parameters) for {training.epochs} epochs "
             f"of {steps} steps")
+        ema = ema_summary(training.ema_decay, training.epochs * steps)
+        if ema:
+            log(f"evaluating and keeping the exponential moving average of the weights (decay {ema['decay']})")
+            if ema["initial_weight_share"] > 0.05:
+                log(f"note: after {ema['steps']} steps the initial weights still make "
+                    f"{ema['initial_weight_share']:.0%} of the average (decay {ema['decay']}); lower "
+                    "training.ema_decay or train longer")
+        # With training.ema_decay the per-epoch evaluation uses the averaged weights, and fit
+        # returns the model holding them (loop.fit), so they are what is evaluated and saved here.
         loop.fit(model, context.train_dataset, context.eval_dataset(), epochs=training.epochs, steps=steps,
                  run_dir=context.run_dir, tensorboard=recipe.output.tensorboard,
                  extra_callbacks=context.epoch_callbacks())
@@ -52,10 +71,14 @@ class TrainStage(Stage):
         return {
             **context.evaluate(model),
             "model": {"name": recipe.model.name, **parameter_summary(model), "input_shape": list(data.input_shape)},
+            **({"ema": ema} if ema else {}),
         }
 
     def markdown(self, report: dict) -> list[str]:
         lines = ["## Evaluation", ""]
+        if report.get("ema"):
+            lines += [f"Evaluated and saved: the exponential moving average of the trainable weights "
+                      f"(decay {report['ema']['decay']}, over {report['ema']['steps']} steps).", ""]
         lines += metrics_section(f"{report['data']['eval_split']} split", report["metrics"])
         for group, metrics in report.get("held_out", {}).items():
             lines += metrics_section(f"held-out group: {group}", metrics)
