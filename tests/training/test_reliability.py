@@ -281,6 +281,15 @@ def test_out_errors_and_an_unclaimed_folder(tmp_path):
     (claimed / "checkpoints" / "train" / "checkpoint").write_text("x")
     with pytest.raises(RunDirError, match="holds a run of a different recipe"):
         resolve_run_dir(recipe, out=claimed)
+    # A first attempt killed during data preparation left only its lock and normalization: new.
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    for name in (".lock", "normalization.json", ".normalization.json.tmp-1"):
+        (killed / name).write_text("{}")
+    assert resolve_run_dir(recipe, out=killed) == (killed, False)
+    (killed / "notes.txt").write_text("not ours")
+    with pytest.raises(RunDirError, match="exists and is not a tfasc run directory"):
+        resolve_run_dir(recipe, out=killed)
 
 
 def test_a_failed_first_attempt_leaves_nothing(tmp_path, capsys):

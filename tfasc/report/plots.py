@@ -82,3 +82,29 @@ def plot_confusion(matrix: Sequence[Sequence[int]], class_names: Sequence[str], 
             axis.text(j, i, str(matrix[i, j]), ha="center", va="center",
                       color="white" if normalized[i, j] > 0.5 else "black")
     return _save(fig, path)
+
+
+def plot_folds(folds: Sequence[str], series: dict[str, Sequence[float | None]], path: Path, *, ylabel: str,
+               title: str) -> Path:
+    """Cross-validation: one group of bars per fold, one bar per series (e.g. float and int8 model,
+    values in [0, 1] drawn as %), each series' mean over its folds as a line of its colour (dashed,
+    dotted, dash-dotted: equal means stay visible)."""
+    fig = _figure((max(6, 0.9 * len(folds) * max(len(series), 1) + 2), 4))
+    axis = fig.subplots()
+    positions = np.arange(len(folds))
+    width = 0.8 / max(len(series), 1)
+    for i, (name, values) in enumerate(series.items()):
+        heights = np.array([np.nan if v is None else 100 * v for v in values], float)
+        bars = axis.bar(positions + (i - (len(series) - 1) / 2) * width, np.nan_to_num(heights), width, label=name)
+        if np.isfinite(heights).any():
+            mean = float(np.nanmean(heights))
+            axis.axhline(mean, color=bars.patches[0].get_facecolor(), linestyle=("--", ":", "-.")[i % 3],
+                         linewidth=1.5, label=f"{name} mean {mean:.1f}%")
+    axis.set_xticks(positions, folds, rotation=45 if len(folds) > 6 else 0, ha="right" if len(folds) > 6 else "center")
+    axis.set_xlabel("held-out fold")
+    axis.set_ylabel(ylabel)
+    axis.set_ylim(0, 100)
+    axis.set_title(title)
+    axis.grid(axis="y", alpha=0.3)
+    axis.legend(loc="lower right", fontsize="small")
+    return _save(fig, path)

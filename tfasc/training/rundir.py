@@ -112,11 +112,22 @@ def _run_order(path: Path) -> tuple[str, int]:
     return (match.group(1), int(match.group(2) or 1)) if match else ("", 0)
 
 
+#: What a first attempt writes into ``--out`` before its ``recipe.yaml`` (the lock, the input
+#: normalization) and temporary siblings of files being written: a folder holding only these is a
+#: run killed during data preparation, and is taken as new.
+_BEFORE_RECIPE = re.compile(r"^(\.lock|normalization\.json|\..*\.tmp-.*)$")
+
+
+def _unstarted_leftover(entry: Path) -> bool:
+    return bool(_BEFORE_RECIPE.match(entry.name)) and entry.is_file() and not entry.is_symlink()
+
+
 def resolve_run_dir(recipe, *, out: Path | str | None = None, rerun: bool = False) -> tuple[Path, bool]:
     """The run directory for ``recipe`` (created when new) and whether it continues an existing run.
 
-    With ``out``: that folder; it must be empty, hold a run of the same resolved recipe, or hold a
-    run that has made no progress yet (its recipe is replaced). With ``rerun`` (``--from``) it must
+    With ``out``: that folder; it must be empty (or hold only what a first attempt killed during data
+    preparation left: the lock, ``normalization.json``, temporary files), hold a run of the same
+    resolved recipe, or hold a run that has made no progress yet (its recipe is replaced). With ``rerun`` (``--from``) it must
     hold an earlier run, whose recipe may differ (re-running stages may change their settings).
     Without ``out``: the newest ``<output.dir>/<name>-<timestamp>`` whose recipe matches and which
     has no report yet is resumed (with ``rerun``: the newest run of that name); otherwise a new
@@ -137,7 +148,7 @@ def resolve_run_dir(recipe, *, out: Path | str | None = None, rerun: bool = Fals
             )
         if rerun:
             raise RunDirError(f"--from: {run_dir} holds no earlier run; run all stages first (without --from)")
-        if run_dir.exists() and any(run_dir.iterdir()):
+        if run_dir.exists() and not all(_unstarted_leftover(entry) for entry in run_dir.iterdir()):
             raise RunDirError(f"--out {run_dir}: exists and is not a tfasc run directory; choose another --out")
         run_dir.mkdir(parents=True, exist_ok=True)
         return run_dir, False
