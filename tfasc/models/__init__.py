@@ -4,3 +4,4 @@ from tfasc.models.registry import available, build, builder, register  # noqa: F
 from tfasc.models import baseline  # noqa: F401  (registers "baseline_cnn")
 from tfasc.models import shared_resnet  # noqa: F401  (registers "shared_resnet")
 from tfasc.models import waveform  # noqa: F401  (registers "waveform_cnn")
+from tfasc.models import ds_cnn  # noqa: F401  (registers "ds_cnn")
