@@ -19,6 +19,8 @@ from tfasc.config.schema import TrainingConfig
 from tfasc.training import loop
 from tfasc.training.schedules import build_optimizer
 
+from support.recipes import write_tiny_recipe
+
 DECAY = 0.8  # far from 1: after a few steps every step's weights still show in the average
 STEPS, EPOCHS, BATCH = 3, 3, 4
 
@@ -194,22 +196,9 @@ def test_a_killed_and_resumed_fit_ends_with_the_same_average(tmp_path):
     assert_weights_close(values(again.trainable_variables), expected)
 
 
-TINY_RECIPE = """
-stages: [train]
-data:
-  dataset: dcase2020_1b
-  root: {root}
-  synthesize: {{clips: 24, seed: 5, sample_rate: 8000, duration_s: 0.5, channels: 1}}
-  sample_rate: 8000
-  duration_s: 0.5
-  channels: 1
-  batch_size: 8
-  cache_dir: {cache}
-features: {{n_fft: 256, hop_length: 128, n_mels: 16}}
-model: {{name: baseline_cnn, width: 4, blocks: 1, dropout: 0.0}}
-training: {{epochs: 2, learning_rate: 0.003, steps_per_epoch: 2, ema_decay: 0.5}}
-output: {{tensorboard: false, plots: false}}
-"""
+#: The tiny recipe with EMA, two epochs of two steps, no dropout (tests/support/recipes.py).
+EMA_OVERRIDES = ["stages=[train]", "model.dropout=0.0", "training.epochs=2", "training.steps_per_epoch=2",
+                 "training.ema_decay=0.5"]
 
 
 def test_the_train_stage_saves_evaluates_and_records_the_average(tmp_path, monkeypatch):
@@ -220,10 +209,9 @@ def test_the_train_stage_saves_evaluates_and_records_the_average(tmp_path, monke
     recorder = Recorder()
     original = StageContext.epoch_callbacks
     monkeypatch.setattr(StageContext, "epoch_callbacks", lambda self: [*original(self), recorder])
-    recipe = tmp_path / "ema.yaml"
-    recipe.write_text(TINY_RECIPE.format(root=tmp_path / "data", cache=tmp_path / "cache"))
+    recipe = write_tiny_recipe(tmp_path)
     out = tmp_path / "run"
-    assert main([str(recipe), "--out", str(out)]) == 0
+    assert main([str(recipe), "--out", str(out), *(arg for o in EMA_OVERRIDES for arg in ("--set", o))]) == 0
 
     result = json.loads((out / "stages" / "train.json").read_text())
     assert result["ema"] == {"decay": 0.5, "steps": 4, "averaged": "trainable weights",
