@@ -20,3 +20,9 @@ def test_baseline_cnn_shapes_and_parameter_count():
     assert model.count_params() == expected
     with pytest.raises(ValueError, match="width and blocks must be >= 1"):
         models.build("baseline_cnn", (16, 24, 2), 5, width=0)
+
+
+def test_baseline_cnn_bn_momentum_reaches_every_batch_norm():
+    model = models.build("baseline_cnn", (16, 24, 1), 5, width=4, blocks=3, bn_momentum=0.9)
+    momenta = [layer.momentum for layer in model.layers if "BatchNormalization" in type(layer).__name__]
+    assert momenta == [0.9, 0.9, 0.9]

@@ -40,9 +40,14 @@ def classifier_head(x, *, num_classes: int, dropout: float):
 
 
 @register("baseline_cnn")
-def build_baseline_cnn(input_shape, num_classes: int, *, width: int = 16, blocks: int = 3, dropout: float = 0.2):
-    """Build the baseline CNN for features ``input_shape = (freq, time, channels)``."""
+def build_baseline_cnn(input_shape, num_classes: int, *, width: int = 16, blocks: int = 3, dropout: float = 0.2,
+                       bn_momentum: float = 0.99):
+    """Build the baseline CNN for features ``input_shape = (freq, time, channels)``.
+
+    ``bn_momentum``: of the BatchNorms' moving statistics; with few steps per epoch (small datasets)
+    0.9 lets them follow the weights, so the per-epoch evaluation is not stuck on stale statistics.
+    """
     inputs = keras.Input(shape=input_shape, name="features")
-    x = conv_blocks(inputs, width=width, blocks=blocks)
+    x = conv_blocks(inputs, width=width, blocks=blocks, bn_momentum=bn_momentum)
     outputs = classifier_head(x, num_classes=num_classes, dropout=dropout)
     return keras.Model(inputs, outputs, name="baseline_cnn")
