@@ -13,8 +13,9 @@ of audio. Then the input pipeline's training examples per second with every augm
 recipe on, beside the model's training examples per second from memory (one batch, repeated): the
 pipeline must not be what limits training.
 
-Resumable (the folds are crossval runs under ``--out``); prints a Markdown table (README) and
-writes ``real_fsdd.json``. Skips cleanly (exit 0, one line) when the recordings are absent.
+Resumable (the folds are crossval runs under ``--out``; a part given to ``--skip`` keeps what an
+earlier invocation recorded in ``real_fsdd.json``); prints a Markdown table (README) and writes
+``real_fsdd.json``. Skips cleanly (exit 0, one line) when the recordings are absent.
 About 25-40 min per CNN recipe on 2 CPU cores.
 
     python benchmarks/real_fsdd.py [--root ../shared/data/fsdd] [--out runs/real_fsdd]
@@ -199,7 +200,11 @@ def main(argv=None) -> int:
         results["throughput"] = throughput(args.root, args.throughput_batches)
     from tfasc.files import write_atomic
 
-    write_atomic(out / "real_fsdd.json", json.dumps(results, indent=2) + "\n")
+    # Parts skipped this time keep the results an earlier invocation recorded (--skip to resume).
+    path = out / "real_fsdd.json"
+    earlier = json.loads(path.read_text()) if path.is_file() else {}
+    results = {**{key: value for key, value in earlier.items() if key in args.skip}, **results}
+    write_atomic(path, json.dumps(results, indent=2) + "\n")
     print(markdown(results, args.speakers))
     return 0
 
