@@ -115,3 +115,11 @@ def test_a_killed_writer_leaves_the_old_file(tmp_path):
     # SIGKILL runs no clean-up: the hidden partial stays beside the target, never under its name.
     leftovers = [name for name in names(tmp_path) if name != "report.json"]
     assert len(leftovers) == 1 and leftovers[0].startswith(".report.tmp-")
+
+
+def test_temporary_names_are_recognized_and_others_are_not(tmp_path):
+    names = [files.temporary_sibling(tmp_path / "model.keras").name,
+             files.temporary_sibling(tmp_path / "deploy", directory=True).name]
+    assert all(files.is_temporary(name) for name in names)
+    for name in ("model.keras", ".lock", "normalization.json", "tmp-model", ".model.keras"):
+        assert not files.is_temporary(name)

@@ -8,12 +8,22 @@ half-written one. Used for reports, models, bundles, cache entries and stage res
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import hashlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+
+#: Glob of the names :func:`temporary_sibling` makes (``.<name>.tmp-<random>``).
+TEMPORARY_GLOB = ".*.tmp-*"
+
+
+def is_temporary(name: str) -> bool:
+    """Whether ``name`` is one :func:`temporary_sibling` made (a leftover when its writer is gone)."""
+    return fnmatch.fnmatchcase(name, TEMPORARY_GLOB)
 
 
 def temporary_sibling(path: Path | str, *, directory: bool = False) -> Path:

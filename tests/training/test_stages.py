@@ -14,22 +14,7 @@ from tfasc.training import stages
 from tfasc.training.context import FLOAT_MODEL, StageContext
 from tfasc.training.rundir import Artifact, Manifest
 
-TINY_RECIPE = """
-stages: {stages}
-data:
-  dataset: dcase2020_1b
-  root: {root}
-  synthesize: {{clips: 24, seed: 5, sample_rate: 8000, duration_s: 0.5, channels: 1}}
-  sample_rate: 8000
-  duration_s: 0.5
-  channels: 1
-  batch_size: 8
-  cache_dir: {cache}
-features: {{n_fft: 256, hop_length: 128, n_mels: 16}}
-model: {{name: baseline_cnn, width: 4, blocks: 1}}
-training: {{epochs: 1, learning_rate: 0.003}}
-output: {{tensorboard: false, plots: false}}
-"""
+from support.recipes import write_tiny_recipe
 
 
 def sha256(path: Path) -> str:
@@ -102,10 +87,10 @@ def test_a_toy_stage_is_one_class_plus_its_registration(toy_stage, tmp_path, cap
     from tfasc.train import main, parse_args
 
     assert parse_args(["r.yaml", "--from", "weight_norm"]).from_stage == "weight_norm"
-    recipe = tmp_path / "toy.yaml"
-    recipe.write_text(TINY_RECIPE.format(stages="[train, weight_norm]", root=tmp_path / "data", cache=tmp_path / "cache"))
+    recipe = write_tiny_recipe(tmp_path, "toy.yaml")
     out = tmp_path / "run"
-    assert main([str(recipe), "--out", str(out)]) == 0
+    toy_stages = ["--set", "stages=[train, weight_norm]"]
+    assert main([str(recipe), "--out", str(out), *toy_stages]) == 0
 
     weights = keras.models.load_model(out / "model.keras", compile=False).get_weights()
     expected = np.sqrt(sum(float(np.sum(np.square(w.astype(np.float64)))) for w in weights))
@@ -118,6 +103,6 @@ def test_a_toy_stage_is_one_class_plus_its_registration(toy_stage, tmp_path, cap
     assert artifact["sha256"] == sha256(out / "weight_norm.json")
 
     capsys.readouterr()
-    assert main([str(recipe), "--out", str(out), "--from", "weight_norm"]) == 0
+    assert main([str(recipe), "--out", str(out), *toy_stages, "--from", "weight_norm"]) == 0
     printed = capsys.readouterr().out
     assert "stage train: already done" in printed and "stage weight_norm finished" in printed

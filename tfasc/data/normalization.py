@@ -15,7 +15,7 @@ channels]`` (log-mel) or ``[n, samples, channels]`` (waveform):
   cepstral mean and variance normalization of speech recognition (removes a stationary channel
   response, a microphone's or room's colouring; log-mel only).
 
-Arithmetic (what the C bundle reproduces, :func:`c_source`): statistics are accumulated in float64
+Arithmetic (what the C bundle reproduces, :func:`c_header`): statistics are accumulated in float64
 in two passes (mean, then the mean squared deviation), ``s = sqrt(max(var, VARIANCE_FLOOR))``, and
 the output is ``float32(x - float32(m)) * float32(1 / s)`` in float32, so silent or constant clips
 stay finite.
@@ -23,7 +23,6 @@ stay finite.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -33,6 +32,8 @@ import numpy as np
 MODES = ("none", "global", "per_frequency", "per_clip", "per_clip_frequency")
 #: Modes whose statistics come from the training split (the others need none, or are per clip).
 FITTED_MODES = ("global", "per_frequency")
+#: Modes whose statistics are each clip's own (computed on the device too).
+CLIP_MODES = ("per_clip", "per_clip_frequency")
 #: Modes that need a frequency axis (log-mel front-ends).
 FREQUENCY_MODES = ("per_frequency", "per_clip_frequency")
 #: Floor of the variance: a silent or constant clip (or bin) is centred, not divided by zero.
@@ -214,7 +215,7 @@ def c_header(normalization: Normalization, feature_shape: tuple[int, ...], input
            f"static const float kTfascNormScale[{len(scale)}] = {{{_c_floats(scale)}}};  // 1 / std"]
           if fitted else []),
         *([f"static const double kTfascVarianceFloor = {VARIANCE_FLOOR!r};"]
-          if normalization.mode in ("per_clip", "per_clip_frequency") else []),
+          if normalization.mode in CLIP_MODES else []),
         "",
         "static inline int8_t tfasc_quantize_input(float y) {",
         "  // round half away from zero in double, like the reference quantizer",
@@ -223,7 +224,7 @@ def c_header(normalization: Normalization, feature_shape: tuple[int, ...], input
         "  return (int8_t)(q < -128 ? -128 : (q > 127 ? 127 : q));",
         "}",
         "",
-        *(_CLIP_STATS if normalization.mode in ("per_clip", "per_clip_frequency") else []),
+        *(_CLIP_STATS if normalization.mode in CLIP_MODES else []),
         "static inline void tfasc_features_to_input(const float* x, int8_t* q) {",
     ]
     body = {
@@ -246,7 +247,3 @@ def c_header(normalization: Normalization, feature_shape: tuple[int, ...], input
                                "  }"],
     }[normalization.mode]
     return "\n".join([*lines, *body, "}", "", "#endif  // TFASC_INPUT_PATH_H_", ""])
-
-
-def dumps(normalization: Normalization) -> str:
-    return json.dumps(normalization.to_json()) + "\n"

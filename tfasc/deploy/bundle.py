@@ -304,8 +304,6 @@ def _waveform_lines(frontend: Mapping[str, Any], shape: Sequence[int], input_q: 
     std = 1.0 if std is None else float(std)
     if not std > 0:
         raise ValueError(f"waveform frontend: standardize_std={std}: expected a positive standard deviation")
-    scale, offset = pcm_to_input(mean, std, *input_q)
-    per_clip = frontend.get("normalization") not in _FOLDABLE
     lines = [
         "// Front end: the raw waveform, no feature extraction. Input layout [samples][channels]:",
         "// interleaved PCM frames are already in that order.",
@@ -314,7 +312,7 @@ def _waveform_lines(frontend: Mapping[str, Any], shape: Sequence[int], input_q: 
         f"constexpr float kFeatureClipSeconds = {_c_float(float(frontend['clip_seconds']))};",
         f"constexpr int kFeatureAudioChannels = {int(frontend['audio_channels'])};",
     ]
-    if per_clip:
+    if frontend.get("normalization") not in _FOLDABLE:
         return lines + [
             f"// Normalization: {frontend['normalization']} (statistics of each clip): input_path.h's",
             "// tfasc_features_to_input(x, q) with x = pcm / 32768 normalizes and quantizes.",
@@ -327,6 +325,7 @@ def _waveform_lines(frontend: Mapping[str, Any], shape: Sequence[int], input_q: 
         ]
     else:
         lines.append("// No standardization: the model was trained on x = pcm / 32768.")
+    scale, offset = pcm_to_input(mean, std, *input_q)
     return lines + [
         "// int16 PCM -> int8 input in one multiply-add per sample (pcm / 32768, standardization",
         "// and q = round(x / kInputScale) + kInputZeroPoint folded together):",

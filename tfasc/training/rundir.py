@@ -31,7 +31,7 @@ from typing import Iterable
 
 from tfasc.config.load import dump_recipe
 from tfasc.errors import UserError
-from tfasc.files import remove, sha256_file, write_atomic
+from tfasc.files import is_temporary, remove, sha256_file, write_atomic
 
 RECIPE_FILE = "recipe.yaml"
 MANIFEST_FILE = "manifest.json"
@@ -112,14 +112,14 @@ def _run_order(path: Path) -> tuple[str, int]:
     return (match.group(1), int(match.group(2) or 1)) if match else ("", 0)
 
 
-#: What a first attempt writes into ``--out`` before its ``recipe.yaml`` (the lock, the input
-#: normalization) and temporary siblings of files being written: a folder holding only these is a
-#: run killed during data preparation, and is taken as new.
-_BEFORE_RECIPE = re.compile(r"^(\.lock|normalization\.json|\..*\.tmp-.*)$")
+#: What a first attempt writes into ``--out`` before its ``recipe.yaml``, besides temporary siblings
+#: of files being written: a folder holding only these is a run killed during data preparation, and
+#: is taken as new.
+_BEFORE_RECIPE = (LOCK_FILE, NORMALIZATION_FILE)
 
 
 def _unstarted_leftover(entry: Path) -> bool:
-    return bool(_BEFORE_RECIPE.match(entry.name)) and entry.is_file() and not entry.is_symlink()
+    return (entry.name in _BEFORE_RECIPE or is_temporary(entry.name)) and entry.is_file() and not entry.is_symlink()
 
 
 def resolve_run_dir(recipe, *, out: Path | str | None = None, rerun: bool = False) -> tuple[Path, bool]:

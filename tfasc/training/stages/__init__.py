@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 from tfasc.config.load import RecipeError
-from tfasc.files import remove, replace, temporary_sibling, write_atomic
+from tfasc.files import TEMPORARY_GLOB, remove, replace, temporary_sibling, write_atomic
 from tfasc.log import log
 from tfasc.training.context import StageContext
 from tfasc.training.rundir import Artifact
@@ -151,7 +151,7 @@ def clean_staging(run_dir: Path) -> None:
     being replaced, old folders moved aside by a swap (call while holding the run's lock)."""
     run_dir = Path(run_dir)
     for folder in (run_dir, run_dir / RESULTS_DIR, run_dir / "logs"):
-        for leftover in folder.glob(".*.tmp-*"):
+        for leftover in folder.glob(TEMPORARY_GLOB):
             remove(leftover)
 
 
