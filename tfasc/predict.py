@@ -114,28 +114,16 @@ def _run_error(message: str):
     return RunDirError(message)
 
 
-def _read_json(path: Path, what: str) -> dict:
-    try:
-        value = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise _run_error(f"{path}: missing; the run has no {what} (did it finish? run its recipe again)") from None
-    except (OSError, ValueError) as error:
-        raise _run_error(f"{path}: damaged ({error}); the run cannot tell its {what}") from error
-    if not isinstance(value, dict):
-        raise _run_error(f"{path}: damaged (not a mapping); the run cannot tell its {what}")
-    return value
-
-
 def run_labels(run_dir: Path) -> tuple[tuple[str, ...], bool]:
     """Class names in output order and whether the run is multi-label, from its ``report.json``.
 
     The run directory records them nowhere else in a readable form: the report's ``data.classes``
     is the dataset index's list, and a multi-label run's metrics are ``mAP`` instead of accuracy.
     """
-    from tfasc.training.rundir import REPORT_FILE
+    from tfasc.training.rundir import REPORT_FILE, read_run_json
 
     path = run_dir / REPORT_FILE
-    report = _read_json(path, "class names")
+    report = read_run_json(path, "class names")
     classes = (report.get("data") or {}).get("classes")
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
         raise _run_error(f"{path}: damaged (no list of class names under data.classes)")

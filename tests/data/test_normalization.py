@@ -90,3 +90,19 @@ def test_c_input_path_gives_the_int8_input_tfasc_feeds(tmp_path, mode):
     got = c_input_path.run(c_input_path.build(tmp_path, tmp_path), clips)
     assert len(np.unique(expected)) > 20  # the check covers a real spread of codes
     np.testing.assert_array_equal(got, expected)
+
+
+def test_a_run_reads_its_recorded_normalization_or_names_the_damaged_file(tmp_path):
+    from tfasc.training.rundir import RunDirError, read_normalization
+
+    path = tmp_path / "normalization.json"
+    path.write_text('{"mean": 1.5, "std": 2.0}')  # written before normalization modes
+    assert read_normalization(path) == Normalization("global", (1.5,), (2.0,))
+    for text, reason in (('{"mode": "global", "mean": [0.0], "std": [0.0]}', "positive standard"),
+                         ("[1, 2]", "not a mapping"), ("{", "damaged")):
+        path.write_text(text)
+        with pytest.raises(RunDirError, match=f"normalization.json: damaged.*{reason}|normalization.json: {reason}"):
+            read_normalization(path)
+    path.unlink()
+    with pytest.raises(RunDirError, match="normalization.json: missing"):
+        read_normalization(path)

@@ -70,23 +70,34 @@ def is_finished(run_dir: Path, stages: Iterable[str]) -> bool:
         return False
 
 
+def read_run_json(path: Path, what: str) -> dict:
+    """A JSON mapping the run recorded, or a :class:`RunDirError` naming ``path`` and the ``what``
+    the run cannot tell without it."""
+    try:
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunDirError(f"{path}: missing; the run has no {what} (did it finish? run its recipe again)") from None
+    except (OSError, ValueError) as error:
+        raise RunDirError(f"{path}: damaged ({error}); the run cannot tell its {what}") from error
+    if not isinstance(value, dict):
+        raise RunDirError(f"{path}: damaged (not a mapping); the run cannot tell its {what}")
+    return value
+
+
 def read_normalization(path: Path):
     """The input normalization a run recorded (``normalization.json``, written before training).
 
     A file from before normalization modes (``{"mean", "std"}``) reads as ``global``.
     """
-    from tfasc.data.normalization import Normalization
+    from tfasc.data.normalization import Normalization, NormalizationError
 
+    recorded = read_run_json(path, "input normalization")
+    if "mode" not in recorded and {"mean", "std"} <= set(recorded):
+        recorded = {"mode": "global", "mean": [recorded["mean"]], "std": [recorded["std"]]}
     try:
-        recorded = json.loads(path.read_text())
-        if isinstance(recorded, dict) and "mode" not in recorded and {"mean", "std"} <= set(recorded):
-            recorded = {"mode": "global", "mean": [recorded["mean"]], "std": [recorded["std"]]}
         return Normalization.from_json(recorded)
-    except FileNotFoundError:
-        raise RunDirError(f"{path}: missing; the run records no input normalization (did it start training?)") from None
-    except (OSError, ValueError) as error:  # NormalizationError is a ValueError
-        raise RunDirError(f"{path}: damaged ({error}); the run cannot tell which input normalization it "
-                          "was trained with") from error
+    except NormalizationError as error:
+        raise RunDirError(f"{path}: damaged ({error}); the run cannot tell its input normalization") from error
 
 
 def _new_run_dir(parent: Path, name: str) -> Path:
