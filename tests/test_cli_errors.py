@@ -31,7 +31,7 @@ output: {{dir: {runs}, tensorboard: false, plots: false}}
     [
         ("stages=[train, export, prune]", "stages: expected them in the order ['train', 'prune', 'qat', 'export']"),
         ("stages=[prune]", "stages: 'prune' needs a float model"),
-        ("features.kind=scalogram", "features.kind: unknown front-end 'scalogram'; available: log_mel, waveform"),
+        ("features.kind=mfcc", "features.kind: unknown front-end 'mfcc'; available: log_mel, scalogram, waveform"),
         ("augment.cutmix_prob=0.5", "augment.cutmix_prob: need a frequency axis"),
         ("model.widht=8", "model.widht: unknown key for build_waveform_cnn. Did you mean 'width'?"),
         ("data.fold=0", "data (dcase2020_1b loader): option fold=0 must be a positive integer"),

@@ -15,6 +15,7 @@ import pytest
 from tfasc import predict as P
 
 from support.recipes import RATE, WINDOW, write_tiny_recipe
+from support.tflite_reference import tflite_logits
 
 
 # -- pure functions -----------------------------------------------------------------------------
@@ -106,25 +107,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def tflite_reference(tflite_path: Path, inputs: np.ndarray) -> np.ndarray:
-    """Softmax of the int8 model's dequantized outputs in tf.lite.Interpreter (the reference
-    kernels TFLite Micro matches bit for bit), inputs quantized as TFLite does (half away from zero)."""
-    import tensorflow as tf
-
-    interpreter = tf.lite.Interpreter(model_path=str(tflite_path),
-                                      experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF)
-    interpreter.allocate_tensors()
-    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
-    scale, zero = inp["quantization"]
-    out_scale, out_zero = out["quantization"]
-    logits = []
-    for x in inputs:
-        scaled = x.astype(np.float64) / scale
-        q = np.clip(np.sign(scaled) * np.floor(np.abs(scaled) + 0.5) + zero, -128, 127).astype(np.int8)
-        interpreter.set_tensor(inp["index"], q[np.newaxis])
-        interpreter.invoke()
-        raw = interpreter.get_tensor(out["index"])[0]
-        logits.append(np.float32(out_scale) * (raw.astype(np.float32) - np.float32(out_zero)))  # float32, as TFLite dequantizes
-    return softmax(np.array(logits))
+    """Softmax of the int8 model's dequantized outputs with TFLite's reference kernels (which TFLite
+    Micro matches bit for bit)."""
+    return softmax(tflite_logits(tflite_path, inputs, reference=True))
 
 
 def printed(capsys) -> tuple[list[list[str]], str]:

@@ -15,10 +15,19 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def probabilities_from_logits(logits: np.ndarray, *, multi_label: bool) -> np.ndarray:
-    """Class probabilities: softmax over classes, or an independent sigmoid per class (multi-label)."""
+def sigmoid_outputs(loss_name: str, *, multi_label: bool) -> bool:
+    """Whether a model's outputs are independent per-class sigmoids (else a softmax over classes):
+    for multi-label data, and for ``training.loss.name: binary_crossentropy`` also on single-label
+    data (Wu & Lee, Sec. 4.3). The one rule for the training loss and every place that turns logits
+    into probabilities (evaluation, export, prediction, the report)."""
+    return multi_label or loss_name == "binary_crossentropy"
+
+
+def probabilities_from_logits(logits: np.ndarray, *, sigmoid: bool) -> np.ndarray:
+    """Class probabilities: softmax over classes, or an independent sigmoid per class
+    (``sigmoid``, see :func:`sigmoid_outputs`)."""
     logits = np.asarray(logits, np.float64)
-    return 1.0 / (1.0 + np.exp(-logits)) if multi_label else softmax(logits)
+    return 1.0 / (1.0 + np.exp(-logits)) if sigmoid else softmax(logits)
 
 
 def confusion_matrix(true: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
@@ -31,8 +40,13 @@ def confusion_matrix(true: np.ndarray, predicted: np.ndarray, num_classes: int) 
 def classification_metrics(probabilities: np.ndarray, true: np.ndarray, class_names) -> dict:
     """Accuracy, macro accuracy, per-class accuracy, log loss and confusion matrix.
 
+    The log loss is that of the probabilities normalized to sum to one per example (as scikit-learn's
+    ``log_loss``): a softmax is unchanged, and the per-class sigmoids of a single-label model trained
+    with binary cross-entropy become a distribution over the classes, so the metric stays a proper
+    multi-class log loss (the argmax, hence every accuracy, is unchanged).
+
     Args:
-        probabilities: ``[examples, classes]`` predicted class probabilities.
+        probabilities: ``[examples, classes]`` predicted class probabilities (or non-negative scores).
         true: ``[examples]`` integer class indices.
         class_names: names in class-index order.
     """
@@ -46,7 +60,8 @@ def classification_metrics(probabilities: np.ndarray, true: np.ndarray, class_na
     present = [v for v in per_class.values() if v is not None]
     # Log loss as DCASE computes it: probabilities clipped away from 0 and 1.
     eps = 1e-15
-    chosen = np.clip(probabilities[np.arange(len(true)), true], eps, 1 - eps)
+    totals = np.maximum(probabilities.sum(axis=-1), np.finfo(np.float64).tiny)
+    chosen = np.clip(probabilities[np.arange(len(true)), true] / totals, eps, 1 - eps)
     return {
         "accuracy": float((predicted == true).mean()) if len(true) else None,
         "macro_accuracy": float(np.mean(present)) if present else None,

@@ -5,7 +5,11 @@ Prints one line per file, ``path<TAB>label<TAB>score`` (the label's probability)
 writes every class's score as CSV / JSON. By default the run's int8 model (``deploy/model_int8.tflite``)
 runs in the TensorFlow Lite Micro interpreter, as the device would run it; ``--float`` uses the
 run's newest float Keras model instead. A clip longer than the model's input is classified by
-sliding windows (``--hop``, default half the window) whose scores are averaged.
+sliding windows (``--hop``, default half the window) whose scores are averaged. With
+``features.segment_frames`` each window's features are cut into segments like training's and the
+window's scores are the mean of its segments' (:func:`tfasc.evaluate.clip_probabilities`).
+Scores are softmax probabilities, or per-class sigmoids (multi-label runs, and runs trained with
+``training.loss.name: binary_crossentropy``).
 """
 
 from __future__ import annotations
@@ -98,12 +102,17 @@ class Classifier:
     """``"int8"`` (TFLite Micro) or ``"float"`` (Keras)."""
     classes: tuple[str, ...]
     multi_label: bool
+    sigmoid: bool
+    """Probabilities are per-class sigmoids, else a softmax (:func:`tfasc.metrics.sigmoid_outputs`)."""
     sample_rate: int
     channels: int
     window: int
-    """Samples per model input (``data.duration_s`` at ``data.sample_rate``)."""
+    """Samples per clip-sized window (``data.duration_s`` at ``data.sample_rate``)."""
+    segments_per_window: int
+    """Model inputs per window: its segments with ``features.segment_frames``, else 1."""
     features: Callable[[np.ndarray], np.ndarray]
-    """``[n, window, channels]`` clips -> normalized model inputs ``[n, ...]`` (float32)."""
+    """``[n, window, channels]`` clips -> normalized model inputs ``[n * segments_per_window, ...]``
+    (float32), a window's segments consecutive."""
     logits: Callable[[np.ndarray], np.ndarray]
     """Model inputs ``[n, ...]`` -> float logits ``[n, classes]``."""
 
@@ -132,9 +141,11 @@ def run_labels(run_dir: Path) -> tuple[tuple[str, ...], bool]:
 
 def _feature_function(recipe, window: int, normalize: Callable) -> Callable[[np.ndarray], np.ndarray]:
     """Training's input path for clips of ``window`` samples: the same traced front-end graph, the
-    rounding of the feature cache training read its inputs from (when it cached), the normalization."""
+    rounding of the feature cache training read its inputs from (when it cached), the segments
+    (``features.segment_frames``), the normalization (of each segment)."""
     from tfasc.data.pipeline import feature_function
     from tfasc.data.prepare import frontend_of
+    from tfasc.data.segments import segmented
 
     frontend = frontend_of(recipe)
     stored = np.dtype(frontend.cache_dtype) if recipe.data.cache else np.dtype(np.float32)
@@ -143,7 +154,7 @@ def _feature_function(recipe, window: int, normalize: Callable) -> Callable[[np.
     def features(clips: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore", invalid="ignore"):  # overflow to the cache dtype is caught by the caller
             values = np.asarray(extract(np.asarray(clips, np.float32)).numpy(), dtype=stored)
-        return normalize(values)
+        return normalize(segmented(values, recipe.features.segment_frames)[:])
 
     return features
 
@@ -196,6 +207,8 @@ def load_classifier(run_dir: Path | str, *, use_float: bool = False) -> Classifi
     """
     from tfasc.config import load_recipe
     from tfasc.data.prepare import frontend_of
+    from tfasc.data.segments import segment_shape, segments_per_clip
+    from tfasc.metrics import sigmoid_outputs
     from tfasc.training.rundir import NORMALIZATION_FILE, RECIPE_FILE, read_normalization
 
     run_dir = Path(run_dir)
@@ -206,11 +219,15 @@ def load_classifier(run_dir: Path | str, *, use_float: bool = False) -> Classifi
     classes, multi_label = run_labels(run_dir)
     data = recipe.data
     window = int(round(data.sample_rate * data.duration_s))
-    shape = tuple(frontend_of(recipe).output_shape(window, data.channels))
+    clip_shape = tuple(frontend_of(recipe).output_shape(window, data.channels))
+    segment_frames = recipe.features.segment_frames
+    shape = segment_shape(clip_shape, segment_frames)
     logits = (_float_logits if use_float else _int8_logits)(run_dir, shape, classes)
     return Classifier(
         run_dir=run_dir, model="float" if use_float else "int8", classes=classes, multi_label=multi_label,
+        sigmoid=sigmoid_outputs(recipe.training.loss.name, multi_label=multi_label),
         sample_rate=data.sample_rate, channels=data.channels, window=window,
+        segments_per_window=segments_per_clip(clip_shape, segment_frames),
         features=_feature_function(recipe, window, normalization), logits=logits,
     )
 
@@ -222,7 +239,8 @@ def load_classifier(run_dir: Path | str, *, use_float: bool = False) -> Classifi
 class Prediction:
     path: str
     scores: np.ndarray
-    """``[classes]`` probabilities (softmax, or sigmoid per class when multi-label), averaged over windows."""
+    """``[classes]`` probabilities (softmax, or sigmoid per class: ``Classifier.sigmoid``), averaged over
+    windows (each the mean of its segments')."""
     windows: int
 
     @property
@@ -248,12 +266,14 @@ def clip_windows(audio: np.ndarray, *, window: int, hop: int) -> np.ndarray:
 
 
 def classify_file(classifier: Classifier, path: Path | str, *, hop: int) -> Prediction:
-    """Class probabilities of one file, averaged over its windows.
+    """Class probabilities of one file, averaged over its windows (each window scored like an
+    evaluation clip: the mean of its segments' probabilities with ``features.segment_frames``).
 
     Raises:
         AudioDecodeError: the file cannot be read or decoded, or its features are not finite.
     """
     from tfasc.data.audio import AudioDecodeError, count_non_finite
+    from tfasc.evaluate import clip_probabilities
     from tfasc.metrics import probabilities_from_logits
 
     audio = decode_clip(path, sample_rate=classifier.sample_rate, channels=classifier.channels)
@@ -264,7 +284,9 @@ def classify_file(classifier: Classifier, path: Path | str, *, hop: int) -> Pred
         bad = count_non_finite(inputs)
         if bad:
             raise AudioDecodeError(path, f"features are not finite ({bad} NaN/inf values)")
-        scores.append(probabilities_from_logits(classifier.logits(inputs), multi_label=classifier.multi_label))
+        scores.append(clip_probabilities(
+            lambda x: probabilities_from_logits(classifier.logits(x), sigmoid=classifier.sigmoid),
+            inputs, classifier.segments_per_window))
     return Prediction(path=str(path), scores=np.concatenate(scores).mean(axis=0), windows=len(windows))
 
 
@@ -316,6 +338,8 @@ def json_text(classifier: Classifier, predictions: Sequence[Prediction], failure
         "model": classifier.model,
         "classes": list(classes),
         "multi_label": classifier.multi_label,
+        "outputs": "sigmoid" if classifier.sigmoid else "softmax",
+        "segments_per_window": classifier.segments_per_window,
         "window_s": classifier.window / classifier.sample_rate,
         "hop_s": hop / classifier.sample_rate,
         "predictions": [

@@ -379,6 +379,9 @@ def check_cross_sections(recipe) -> None:
     ``data.channels`` and the clip length against one STFT frame. A :class:`RecipeError` names the keys.
     """
     features, data = recipe.features, recipe.data
+    if features.kind == "scalogram":
+        _check_scalogram(features, data)
+        return
     if features.kind != "log_mel":
         return
     from tfasc.data.features import LogMelParams
@@ -417,6 +420,18 @@ def check_cross_sections(recipe) -> None:
             f"features.n_fft: {features.n_fft} samples is longer than a clip (data.duration_s {data.duration_s:g} "
             f"at data.sample_rate {rate} is {samples} samples) with features.center: false"
         )
+
+
+def _check_scalogram(features, data) -> None:
+    """``features.kind: scalogram``: its parameters (:meth:`ScalogramParams.check`) and channels."""
+    from tfasc.data.frontends.scalogram import ScalogramParams
+
+    if features.channel_mode == "mid_side" and data.channels != 2:
+        raise RecipeError(f"features.channel_mode: mid_side needs data.channels: 2, got {data.channels}")
+    try:
+        ScalogramParams.of(features).check(data.sample_rate)
+    except ValueError as error:
+        raise RecipeError(f"features (scalogram at data.sample_rate {data.sample_rate}): {error}") from error
 
 
 def load_recipe(path: Path | str, overrides: typing.Iterable[str] = ()):

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 from tfasc.augment.mixing import AugmentPolicy
 from tfasc.augment.waveform import WaveformAugmentPolicy
 from tfasc.data.features import LogMelParams
+from tfasc.search.space import SearchSpace
 
 
 def _range(**bounds) -> dict:
@@ -76,13 +77,23 @@ class FeaturesConfig(LogMelParams):
     """
 
     kind: str = "log_mel"
-    """Front-end: ``log_mel`` or ``waveform`` (``tfasc.data.frontends.available()``)."""
+    """Front-end: ``log_mel``, ``scalogram`` or ``waveform`` (``tfasc.data.frontends.available()``)."""
+    scalogram_bins: int = field(default=128, **_range(min=1))
+    """scalogram: wavelet filters (frequency bins) of the filter bank (Wu & Lee, Sec. 4.2: 128)."""
+    wavelets_per_octave: int = field(default=16, **_range(min=1))
+    """scalogram: Q, wavelets per octave (Wu & Lee, Sec. 4.2 with Kymatio: 16)."""
+    wavelet_max_scale: int = field(default=1024, **_range(min=2))
+    """scalogram: largest wavelet scale 2**J in samples of the ``n_fft`` support (Wu & Lee: 1024)."""
+    segment_frames: int | None = field(default=None, **_range(min=1))
+    """Cut each clip's front-end output into non-overlapping segments of this many frames (a trailing
+    remainder shorter than a segment is dropped); every segment is one model input and a clip's
+    probabilities are the mean of its segments' (Wu & Lee, Sec. 3.1 / 4.2: 128). None: the whole clip."""
     normalization: Literal["global", "per_frequency", "per_clip", "per_clip_frequency", "none"] = "global"
     """How model inputs are normalized (:mod:`tfasc.data.normalization`; the export and the C bundle
     reproduce it): ``global`` subtracts the training set's mean and divides by its standard deviation
-    (one scalar each); ``per_frequency`` does so per frequency bin (log-mel only); ``per_clip`` uses each
+    (one scalar each); ``per_frequency`` does so per frequency bin (log-mel and scalogram); ``per_clip`` uses each
     clip's own mean and standard deviation over all its values; ``per_clip_frequency`` each clip's own
-    per-bin statistics over time (cepstral mean and variance normalization; log-mel only);
+    per-bin statistics over time (cepstral mean and variance normalization; not for waveforms);
     ``none`` leaves the front-end's output as it is."""
 
 
@@ -142,7 +153,10 @@ class ScheduleConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class LossConfig:
-    name: Literal["crossentropy", "cb_focal"] = "crossentropy"
+    name: Literal["crossentropy", "binary_crossentropy", "cb_focal"] = "crossentropy"
+    """``crossentropy``: softmax outputs (sigmoid for multi-label data); ``binary_crossentropy``: an
+    independent sigmoid per class with binary cross-entropy on one-hot targets, also for single-label
+    data (Wu & Lee, Sec. 4.3), and sigmoid probabilities in evaluation; ``cb_focal``: class-balanced focal."""
     label_smoothing: float = field(default=0.0, **_range(min=0, lt=1))
     beta: float = field(default=0.999, **_range(min=0, lt=1))
     """cb_focal: class-balancing β of Cui et al. (2019)."""
@@ -262,6 +276,55 @@ class CrossValConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SearchLimits:
+    """What a candidate may cost (``python -m tfasc.search``); a candidate outside is rejected before
+    it is trained. Device limits (None: not checked) are measured on the untrained model's int8
+    conversion with random representative data (:mod:`tfasc.deploy.estimate`)."""
+
+    min_paper_size_bytes: int = field(default=250_000, **_range(min=0))
+    """Wu & Lee, Sec. 3.3: float32 size (4 bytes per kernel weight and output bias) of at least 250 KB."""
+    max_paper_size_bytes: int | None = field(default=500_000, **_range(min=1))
+    """... and at most 500 KB (None: no upper bound)."""
+    max_int8_flash_bytes: int | None = field(default=None, **_range(min=1))
+    """Largest int8 flatbuffer (what the device stores)."""
+    max_macs_per_second: float | None = field(default=None, **_range(gt=0))
+    """Most multiply-accumulates per second of audio."""
+    max_arena_bytes: int | None = field(default=None, **_range(min=1))
+    """Largest TFLite Micro tensor arena."""
+
+    def __post_init__(self):
+        if self.max_paper_size_bytes is not None and self.max_paper_size_bytes < self.min_paper_size_bytes:
+            raise ValueError(
+                f"search.limits: max_paper_size_bytes {self.max_paper_size_bytes} is below min_paper_size_bytes "
+                f"{self.min_paper_size_bytes}"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchConfig:
+    """Random architecture search over the Wu & Lee space (``python -m tfasc.search``, Sec. 3.3)."""
+
+    candidates: int = field(default=20, **_range(min=1))
+    """Candidates to train (the paper: 510)."""
+    max_draws: int = field(default=100_000, **_range(min=1))
+    """Give up after this many samples from the space (limits that almost nothing meets)."""
+    seed: int = 0
+    """Seed of the sampling: the same seed draws the same sequence, which is what resuming replays."""
+    space: SearchSpace = field(default_factory=SearchSpace)
+    limits: SearchLimits = field(default_factory=SearchLimits)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    """How every candidate is trained (the paper: 3 epochs, Adam 1e-3 x0.1 per epoch, weight decay
+    0.0015, binary cross-entropy); the recipe's own ``training`` section is the final retraining's."""
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    """Candidates' augmentation (the paper: mixup); the recipe's ``augment`` is the retraining's."""
+    retrain: tuple[Literal["accuracy", "loss"], ...] = ("accuracy",)
+    """Retrain from scratch, through the recipe's stages, the candidate with the best accuracy and/or
+    the lowest loss (Sec. 3.3: model A and model B); empty: search only."""
+    top: int = field(default=10, **_range(min=1))
+    """Rows of the summary's candidate table."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Recipe:
     name: str = "recipe"
     """Recipe name (defaults to the file name without extension)."""
@@ -277,6 +340,8 @@ class Recipe:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     crossval: CrossValConfig = field(default_factory=CrossValConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    """Architecture search (``python -m tfasc.search``); ignored by ``tfasc.train``."""
     stages: tuple[str, ...] = ("train",)
     """Stages to run, in the order of the stage table (``tfasc.training.stages``); each reads its
     input from the run directory's manifest."""

@@ -25,7 +25,8 @@ Tensor layouts
 Stereo front-ends: ``channel_mode="mid_side"`` gives the channels ``[(L+R)/2, (L-R)/2]``, the
 average/difference representation of binaural DCASE scenes (Wu & Lee, "Searching for efficient
 network architectures for acoustic scene classification", Sec. 4.2, apply it to features; here it is
-applied to the waveform, so both channels are ordinary log-mel spectrograms). 256 mel bands of a
+applied to the waveform, so both channels are ordinary log-mel spectrograms; their scalogram
+front-end, :mod:`tfasc.data.frontends.scalogram`, applies it to features). 256 mel bands of a
 stereo 48 kHz clip are the input of
 'QTI Submission to DCASE 2020: Model Efficient Acoustic Scene Classification' (DCASE 2020 Task 1B technical report, entry Chang_QTI_task1b), Sec. 6.1.
 """
@@ -366,6 +367,65 @@ def _apply_channel_mode(waveform: tf.Tensor, channel_mode: str) -> tf.Tensor:
     return tf.stack([(left + right) * 0.5, (left - right) * 0.5], axis=-1)
 
 
+def stft_magnitude(
+    signal: tf.Tensor,
+    *,
+    n_fft: int,
+    hop_length: int,
+    win_length: int,
+    window: str,
+    center: bool,
+    pad_mode: str,
+    power: float,
+) -> tf.Tensor:
+    """``|STFT|**power`` of ``[batch, samples, channels]`` float32, as
+    ``[batch, channels, frames, n_fft // 2 + 1]`` float32.
+
+    ``librosa.stft`` framing: with ``center`` the signal is padded by ``n_fft // 2`` on both sides
+    with ``pad_mode``; the periodic ``window`` of ``win_length`` samples is centred in ``n_fft``;
+    ``frames = num_frames(samples, ...)``. The parameters must have been checked
+    (:func:`check_log_mel_parameters`, ``ScalogramParams.check``); ``win_length`` is the effective
+    one (not None). Shared by the log-mel and the scalogram front-ends
+    (:mod:`tfasc.data.frontends.scalogram`).
+    """
+    signal = tf.transpose(signal, [0, 2, 1])  # [batch, channels, samples]: frame the last axis
+
+    num_samples = signal.shape[-1]
+    if center:
+        half = n_fft // 2
+        if pad_mode != "constant" and num_samples is not None and num_samples <= half:
+            raise ValueError(
+                f"pad_mode={pad_mode!r} needs more than n_fft // 2 = {half} samples, "
+                f"got {num_samples}"
+            )
+        signal = tf.pad(signal, [[0, 0], [0, 0], [half, half]], mode=pad_mode.upper())
+    if num_samples is not None:  # ValueError now, rather than zero frames, for too short a clip
+        num_frames(num_samples, n_fft=n_fft, hop_length=hop_length, center=center)
+
+    # Precision: log-mel's compared 80 dB of 10·log10(|X|^power) reach amplitudes 10^(-8 / power)
+    # of the peak. A float32 STFT resolves about 1e-7 of a frame's peak amplitude: enough for
+    # power >= 2 (1e-4), not for power=1 (1e-8; errors of several dB were measured on a chirp).
+    # So smaller powers (the scalogram's log magnitude too) take the STFT in float64; the whole
+    # log-mel then takes about 2.5x as long (71 ms against 28 ms for 10 s of stereo 48 kHz audio
+    # on 2 CPU cores).
+    stft_dtype = tf.float32 if power >= 2.0 else tf.float64
+    frames = tf.signal.frame(
+        tf.cast(signal, stft_dtype), frame_length=n_fft, frame_step=hop_length, axis=-1
+    )
+    window_taper = tf.constant(_cached_window(window, win_length, n_fft), dtype=stft_dtype)
+    spectrum = tf.signal.rfft(frames * window_taper, fft_length=[n_fft])  # [b, c, t, bins]
+    if power == 2.0:
+        # |X|^2 without the square root (and its rounding)
+        spectrum = tf.math.square(tf.math.real(spectrum)) + tf.math.square(tf.math.imag(spectrum))
+    elif power == 1.0:
+        spectrum = tf.math.abs(spectrum)
+    else:
+        spectrum = tf.math.pow(tf.math.abs(spectrum), power)
+    # float32 from here: every bin keeps its own relative precision, and the mel bands sum
+    # positive terms, so nothing is lost below the loudest bin.
+    return tf.cast(spectrum, tf.float32)
+
+
 # ----------------------------------------------------------------------------------------------
 # The feature
 
@@ -414,41 +474,10 @@ def log_mel_spectrogram(
 
     signal, was_batched = _as_batch_samples_channels(waveform, batched)
     signal = _apply_channel_mode(signal, channel_mode)
-    signal = tf.transpose(signal, [0, 2, 1])  # [batch, channels, samples]: frame the last axis
-
-    num_samples = signal.shape[-1]
-    if center:
-        half = n_fft // 2
-        if pad_mode != "constant" and num_samples is not None and num_samples <= half:
-            raise ValueError(
-                f"pad_mode={pad_mode!r} needs more than n_fft // 2 = {half} samples, "
-                f"got {num_samples}"
-            )
-        signal = tf.pad(signal, [[0, 0], [0, 0], [half, half]], mode=pad_mode.upper())
-    if num_samples is not None:  # ValueError now, rather than zero frames, for too short a clip
-        num_frames(num_samples, n_fft=n_fft, hop_length=hop_length, center=center)
-
-    # Precision: the compared 80 dB of 10·log10(|X|^power) reach amplitudes 10^(-8 / power) of
-    # the peak. A float32 STFT resolves about 1e-7 of a frame's peak amplitude: enough for
-    # power >= 2 (1e-4), not for power=1 (1e-8; errors of several dB were measured on a chirp).
-    # So smaller powers take the STFT in float64; the whole feature then takes about 2.5x as
-    # long (71 ms against 28 ms for 10 s of stereo 48 kHz audio on 2 CPU cores).
-    stft_dtype = tf.float32 if power >= 2.0 else tf.float64
-    frames = tf.signal.frame(
-        tf.cast(signal, stft_dtype), frame_length=n_fft, frame_step=hop_length, axis=-1
-    )
-    window_taper = tf.constant(_cached_window(window, win_length, n_fft), dtype=stft_dtype)
-    spectrum = tf.signal.rfft(frames * window_taper, fft_length=[n_fft])  # [b, c, t, bins]
-    if power == 2.0:
-        # |X|^2 without the square root (and its rounding)
-        spectrum = tf.math.square(tf.math.real(spectrum)) + tf.math.square(tf.math.imag(spectrum))
-    elif power == 1.0:
-        spectrum = tf.math.abs(spectrum)
-    else:
-        spectrum = tf.math.pow(tf.math.abs(spectrum), power)
-    # float32 from here: every bin keeps its own relative precision, and the mel bands sum
-    # positive terms, so nothing is lost below the loudest bin.
-    spectrum = tf.cast(spectrum, tf.float32)
+    spectrum = stft_magnitude(
+        signal, n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window,
+        center=center, pad_mode=pad_mode, power=power,
+    )  # [batch, channels, frames, bins]
 
     # One dense [rows, bins] @ [bins, n_mels] matmul: the largest cost at 256 mels, so one GEMM.
     filterbank = tf.constant(
@@ -459,7 +488,7 @@ def log_mel_spectrogram(
     mel = tf.linalg.matmul(tf.reshape(spectrum, [-1, n_fft // 2 + 1]), filterbank)
     mel = tf.reshape(mel, tf.concat([spectrum_shape[:3], [n_mels]], axis=0))
     mel = tf.transpose(mel, [0, 3, 2, 1])  # [batch, n_mels, frames, channels]
-    mel = tf.ensure_shape(mel, [signal.shape[0], n_mels, frames.shape[2], signal.shape[1]])
+    mel = tf.ensure_shape(mel, [spectrum.shape[0], n_mels, spectrum.shape[2], spectrum.shape[1]])
 
     log_mel = (10.0 / math.log(10.0)) * tf.math.log(tf.math.maximum(mel, amin))
     if top_db is not None:

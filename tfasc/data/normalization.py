@@ -8,12 +8,17 @@ channels]`` (log-mel) or ``[n, samples, channels]`` (waveform):
 - ``global``: ``(x - m) / s`` with one mean and standard deviation over every value of the
   training split.
 - ``per_frequency``: ``m``, ``s`` per frequency bin (axis 1) over the training split's clips,
-  frames and channels (log-mel only).
+  frames and channels (2-D features: log-mel, scalogram).
 - ``per_clip``: ``m``, ``s`` of each clip over all its own values (instance normalization; removes
   the recording's level, i.e. the gain of a speaker's or device's channel).
 - ``per_clip_frequency``: ``m``, ``s`` of each clip per frequency bin over its frames and channels:
   cepstral mean and variance normalization of speech recognition (removes a stationary channel
-  response, a microphone's or room's colouring; log-mel only).
+  response, a microphone's or room's colouring; 2-D features only).
+
+With ``features.segment_frames`` every model input is a segment of a clip's frames
+(:mod:`tfasc.data.segments`): the fitted modes are fitted on the segments (the dropped remainder
+frames do not count), and the per-clip modes use each *segment's* own statistics, since the device
+normalizes the one segment it feeds the model (``input_path.h`` is laid out per segment).
 
 Arithmetic (what the C bundle reproduces, :func:`c_header`): statistics are accumulated in float64
 in two passes (mean, then the mean squared deviation), ``s = sqrt(max(var, VARIANCE_FLOOR))``, and

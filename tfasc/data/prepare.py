@@ -20,7 +20,9 @@ from tfasc.data.datasets.base import DatasetError, DatasetIndex, DatasetOptionEr
 from tfasc.data.frontends import FrontEnd
 from tfasc.data.normalization import Normalization, fit_normalization
 from tfasc.data.pipeline import FeatureSet, extract_features, label_targets
+from tfasc.data.segments import segment_shape, segmented, segments_per_clip
 from tfasc.log import log
+from tfasc.metrics import sigmoid_outputs
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,13 @@ class HeldOutGroup:
 
 @dataclass(frozen=True)
 class PreparedData:
-    """Features and targets of both splits, ready for ``make_dataset``."""
+    """Features and targets of both splits, ready for ``make_dataset``.
+
+    ``train``, ``eval`` and the held-out groups hold whole clips (as cached), and their targets are
+    per clip. The model's inputs are :meth:`inputs` of them: the clips themselves, or with
+    ``features.segment_frames`` their segments (:mod:`tfasc.data.segments`), each with its clip's
+    target (:meth:`input_targets`).
+    """
 
     index: DatasetIndex
     train: FeatureSet
@@ -54,14 +62,43 @@ class PreparedData:
     train_targets: np.ndarray
     eval_targets: np.ndarray
     normalization: Normalization
-    """Fitted on the training split's features (:mod:`tfasc.data.normalization`)."""
+    """Fitted on the training split's model inputs (its segments, with ``segment_frames``;
+    :mod:`tfasc.data.normalization`)."""
     train_clips: FeatureSet | None = None
     """The training split's decoded clips ``[examples, samples, channels]``, in the order of ``train``,
     when the recipe augments waveforms before the front-end (``augment.waveform``); else None."""
+    segment_frames: int | None = None
+    """``features.segment_frames``: every model input is a segment of this many frames of a clip
+    (None: the whole clip)."""
+    sigmoid_outputs: bool = False
+    """Whether the model's outputs are per-class sigmoids, else a softmax (:func:`tfasc.metrics.sigmoid_outputs`)."""
+    clip_seconds: float | None = None
+    """``data.duration_s``: the audio of one clip."""
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.train.features.shape[1:])
+        """One model input: a clip's features, or one segment of them."""
+        return segment_shape(self.train.features.shape[1:], self.segment_frames)
+
+    @property
+    def segments_per_clip(self) -> int:
+        """Model inputs per clip (1 without ``segment_frames``)."""
+        return segments_per_clip(self.train.features.shape[1:], self.segment_frames)
+
+    @property
+    def input_seconds(self) -> float | None:
+        """The audio one model input accounts for: a clip's seconds over its segments (the device runs
+        ``segments_per_clip`` inferences per clip), for costs per second of audio."""
+        return None if self.clip_seconds is None else self.clip_seconds / self.segments_per_clip
+
+    def inputs(self, features):
+        """The raw (not yet normalized) model inputs of clip features ``[clips, ...]``: the features
+        themselves, or their lazy :class:`tfasc.data.segments.Segments`, a clip's segments consecutive."""
+        return segmented(features, self.segment_frames)
+
+    def input_targets(self, targets: np.ndarray) -> np.ndarray:
+        """Per-clip ``targets`` repeated for each of the clip's model inputs (row for row with :meth:`inputs`)."""
+        return targets if self.segment_frames is None else np.repeat(targets, self.segments_per_clip, axis=0)
 
 
 def ensure_dataset(recipe) -> Path:
@@ -144,8 +181,27 @@ def held_out_examples(recipe, index: DatasetIndex) -> dict:
     return selected
 
 
+def check_segment_frames(recipe) -> None:
+    """A :class:`RecipeError` naming ``features.segment_frames`` when the recipe cannot cut its clips
+    into segments: a waveform front-end (no frames: refused rather than cutting samples), waveform
+    augmentation (it makes whole-clip features every step), or clips shorter than one segment."""
+    segment_frames = recipe.features.segment_frames
+    if segment_frames is None:
+        return
+    if recipe.features.kind == "waveform":
+        raise RecipeError(f"features.segment_frames: {segment_frames}: features.kind: waveform has no frames to cut; "
+                          "set features.segment_frames to null or use a front-end with frames (log_mel)")
+    if recipe.augment.waveform.enabled:
+        raise RecipeError(f"features.segment_frames: {segment_frames} cannot be combined with augment.waveform (it "
+                          "makes whole-clip features every training step); drop one of them")
+    data = recipe.data
+    shape = frontend_of(recipe).output_shape(int(round(data.sample_rate * data.duration_s)), data.channels)
+    segments_per_clip(shape, segment_frames)
+
+
 def prepare_data(recipe) -> PreparedData:
     """Load the dataset index, compute (or read cached) features of both splits, and targets."""
+    check_segment_frames(recipe)
     data = recipe.data
     # File mtimes lag the clock by up to a tick: a second of margin spares every entry this preparation uses.
     started = time.time() - 1.0
@@ -183,6 +239,12 @@ def prepare_data(recipe) -> PreparedData:
             extra=extra,
             extra_targets=targets(extra) if extra is not None else None,
         )
+    segment_frames = recipe.features.segment_frames
+    if segment_frames is not None:
+        frames = train.features.shape[2]
+        per_clip = segments_per_clip(train.features.shape[1:], segment_frames)
+        log(f"features.segment_frames: {per_clip} segments of {segment_frames} frames per clip of {frames} frames"
+            + (f" (the last {frames - per_clip * segment_frames} frames dropped)" if frames % segment_frames else ""))
     return PreparedData(
         index=index,
         train=train,
@@ -190,8 +252,11 @@ def prepare_data(recipe) -> PreparedData:
         held_out=held_out,
         train_targets=targets(train),
         eval_targets=targets(evaluation),
-        normalization=fit_normalization(recipe.features.normalization, train.features),
+        normalization=fit_normalization(recipe.features.normalization, segmented(train.features, segment_frames)),
         train_clips=_train_clips(recipe, train, started),
+        segment_frames=segment_frames,
+        sigmoid_outputs=sigmoid_outputs(recipe.training.loss.name, multi_label=index.multi_label),
+        clip_seconds=data.duration_s,
     )
 
 
@@ -210,7 +275,8 @@ def _train_clips(recipe, train: FeatureSet, started: float) -> FeatureSet | None
 
 
 def normalized(features: np.ndarray, data: PreparedData, *, limit: int | None = None) -> np.ndarray:
-    """The model's inputs (float32) of ``features``' first ``limit`` examples."""
-    return data.normalization(features[:limit])
+    """The first ``limit`` normalized model inputs (float32) of clip features ``features``: one per
+    clip, or with ``features.segment_frames`` one per segment (a clip's segments consecutive)."""
+    return data.normalization(data.inputs(features)[:limit])
 
 

@@ -6,7 +6,9 @@
     model_data.h/.cc    alignas(16) const unsigned char g_model_data[]; g_model_data_len
     ops.h               tflite::MicroMutableOpResolver<N> with exactly the ops the model uses
     model_config.h      arena size, input shape, input/output scale and zero point, class names,
-                        and the front end the model was trained with (see below)
+                        how logits become probabilities (softmax, or a sigmoid per class), the
+                        segmenting of a clip's features (if any), and the front end the model was
+                        trained with (see below)
     input_path.h        (given a normalization) ``tfasc_features_to_input``: the training input
                         normalization and the int8 input quantization in C
                         (:func:`tfasc.data.normalization.c_header`)
@@ -21,6 +23,14 @@ The front end is a mapping with a ``"kind"`` key:
   the clip length in samples and seconds, the channels, the standardization and how to turn int16
   PCM into the int8 input (keys ``sample_rate``, ``clip_seconds``, ``audio_channels`` and optional
   ``standardize_mean`` / ``standardize_std``).
+
+With segments (``features.segment_frames: N``, Wu & Lee Sec. 3.1/4.2) the model's input is one
+segment ``[1, freq, N, channels]``: the device computes a clip's features ``[freq, frames, channels]``,
+cuts them into ``frames // N`` non-overlapping segments of ``N`` frames (dropping the remainder), runs
+the int8 model on each (``input_path.h`` normalizes each segment on its own) and averages the
+segments' probabilities (softmax, or the sigmoid outputs of a model trained with binary
+cross-entropy); ``model_config.h`` states ``kSegmentFrames``, ``kSegmentsPerClip`` and
+``kClipFrames`` and the README shows the loop.
 
 Atomic: everything is written into a temporary directory beside ``out_dir`` and renamed into
 place; an old bundle is replaced only once the new one is complete.
@@ -241,9 +251,10 @@ def _quantization(details: Mapping[str, Any]) -> tuple[float, int]:
 
 
 #: Front ends a bundle can describe (the recipe's ``features.kind``).
-FRONTEND_KINDS = ("log_mel", "waveform")
+FRONTEND_KINDS = ("log_mel", "scalogram", "waveform")
 #: Input layout per front end, batch first.
-INPUT_LAYOUTS = {"log_mel": "[batch, freq, time, channels]", "waveform": "[batch, samples, channels]"}
+INPUT_LAYOUTS = {"log_mel": "[batch, freq, time, channels]", "scalogram": "[batch, freq, time, channels]",
+                 "waveform": "[batch, samples, channels]"}
 #: int16 PCM full scale: training reads PCM as ``pcm / 32768`` (``tfasc.data.audio``).
 PCM_FULL_SCALE = 32768
 _WAVEFORM_REQUIRED = ("sample_rate", "clip_seconds", "audio_channels")
@@ -260,9 +271,10 @@ def frontend_kind(frontend: Mapping[str, Any]) -> str:
     return kind
 
 
-def _log_mel_lines(frontend: Mapping[str, Any]) -> list[str]:
+def _feature_extraction_lines(frontend: Mapping[str, Any]) -> list[str]:
+    """A 2-D front-end (log-mel, scalogram): its parameters, which the device must reproduce."""
     return [
-        "// Feature extraction the model was trained with (compute the same on the device).",
+        f"// Feature extraction the model was trained with ({frontend['kind']}; compute the same on the device).",
         *_feature_lines({key: value for key, value in frontend.items() if key != "kind"}),
     ]
 
@@ -337,6 +349,43 @@ def _waveform_lines(frontend: Mapping[str, Any], shape: Sequence[int], input_q: 
     ]
 
 
+def _check_segments(kind: str, shape: Sequence[int], segment_frames: int | None, clip_frames: int | None) -> None:
+    if segment_frames is None:
+        return
+    if kind == "waveform":
+        raise ValueError(f"segment_frames={segment_frames}: a waveform model's input has no frames to cut")
+    if clip_frames is None or not 1 <= segment_frames <= clip_frames:
+        raise ValueError(f"segment_frames={segment_frames}, clip_frames={clip_frames}: expected a clip of at least "
+                         "one segment's frames")
+    if len(shape) != 4 or shape[2] != segment_frames:
+        raise ValueError(f"segment_frames={segment_frames}: the model's input shape {list(shape)} is not one segment "
+                         f"[1, freq, {segment_frames}, channels]")
+
+
+def _output_lines(sigmoid_outputs: bool) -> list[str]:
+    if sigmoid_outputs:
+        return ["// Probabilities: an independent sigmoid per class, p = 1 / (1 + exp(-x)) (trained with",
+                "// binary cross-entropy); the largest logit is the most likely class.",
+                "constexpr bool kSigmoidOutputs = true;"]
+    return ["// Probabilities: the softmax of the logits over the classes; the largest logit is the class.",
+            "constexpr bool kSigmoidOutputs = false;"]
+
+
+def _segment_lines(shape: Sequence[int], segment_frames: int | None, clip_frames: int | None) -> list[str]:
+    if segment_frames is None:
+        return []
+    return [
+        "// Segments: the model classifies kSegmentFrames frames of a clip's features at a time. Cut the",
+        "// clip's [freq][kClipFrames][channels] features into kSegmentsPerClip non-overlapping segments",
+        "// (frames after kSegmentsPerClip * kSegmentFrames are dropped), run the model on each, and",
+        "// average the segments' probabilities (softmax, or sigmoid with kSigmoidOutputs): the clip's scores.",
+        f"constexpr int kSegmentFrames = {int(segment_frames)};",
+        f"constexpr int kClipFrames = {int(clip_frames)};",
+        f"constexpr int kSegmentsPerClip = {int(clip_frames) // int(segment_frames)};",
+        f"constexpr int kSegmentValues = {int(np.prod(shape[1:]))};  // one segment [freq][kSegmentFrames][channels]",
+    ]
+
+
 def model_config_header(
     *,
     arena_bytes: int,
@@ -344,20 +393,26 @@ def model_config_header(
     output_details: Mapping[str, Any],
     frontend: Mapping[str, Any],
     class_names: Sequence[str],
+    segment_frames: int | None = None,
+    clip_frames: int | None = None,
+    sigmoid_outputs: bool = False,
 ) -> str:
     """``model_config.h``: everything the firmware needs besides the model bytes.
 
     ``frontend`` describes the model's input (see the module docstring): ``{"kind": "log_mel",
     ...feature parameters}`` or ``{"kind": "waveform", "sample_rate", "clip_seconds",
-    "audio_channels"[, "standardize_mean", "standardize_std"]}``.
+    "audio_channels"[, "standardize_mean", "standardize_std"]}``. ``segment_frames``: the model's
+    input is one segment of that many of the ``clip_frames`` frames of a clip's features (see the
+    module docstring); ``sigmoid_outputs``: probabilities are per-class sigmoids, not a softmax.
     """
     kind = frontend_kind(frontend)
     shape = [int(d) for d in input_details["shape"]]
+    _check_segments(kind, shape, segment_frames, clip_frames)
     in_scale, in_zero = _quantization(input_details)
     out_scale, out_zero = _quantization(output_details)
     names = ", ".join(_c_string(n) for n in class_names)
     frontend_lines = (
-        _log_mel_lines(frontend) if kind == "log_mel" else _waveform_lines(frontend, shape, (in_scale, in_zero))
+        _feature_extraction_lines(frontend) if kind != "waveform" else _waveform_lines(frontend, shape, (in_scale, in_zero))
     )
     lines = [
         "// Generated by tfasc.deploy.bundle.",
@@ -379,7 +434,9 @@ def model_config_header(
         f"constexpr int kOutputZeroPoint = {out_zero};",
         f"constexpr int kNumClasses = {len(class_names)};",
         f"constexpr const char* kClassNames[kNumClasses] = {{{names}}};",
+        *_output_lines(sigmoid_outputs),
         "",
+        *([*_segment_lines(shape, segment_frames, clip_frames), ""] if segment_frames is not None else []),
         *frontend_lines,
         "",
         "#endif  // TFASC_MODEL_CONFIG_H_",
@@ -401,6 +458,17 @@ _README_INPUT = {
         parameter="const float* features",
         quantize="roundf(features[i] / kInputScale)) + kInputZeroPoint",
     ),
+    "scalogram": dict(
+        config="feature parameters",
+        input="Input: int8 `[1, freq, time, channels]` scalogram features, quantized with `kInputScale` / `kInputZeroPoint`.",
+        comment=(
+            "// features: wavelet scalogram values laid out [freq][time][channels] (kFeatureFilterBank Morlet\n"
+            "// filters on the natural log of the STFT magnitude, the kFeature* parameters of model_config.h), then\n"
+            "// normalized and quantized like in training: input_path.h's tfasc_features_to_input does both."
+        ),
+        parameter="const float* features",
+        quantize="roundf(features[i] / kInputScale)) + kInputZeroPoint",
+    ),
     "waveform": dict(
         config="sample rate, clip length, standardization and the int16 PCM to int8 input conversion",
         input=(
@@ -418,9 +486,63 @@ _README_INPUT = {
 }
 
 
-def readme_text(*, ops: Sequence[str], arena_bytes: int, model_bytes: int, frontend: str = "log_mel") -> str:
-    """The bundle's README.md; ``frontend`` is the front-end kind (``FRONTEND_KINDS``)."""
+_README_SEGMENTS = """
+## Segments: a clip is the mean of its segments
+
+The model classifies one segment of `kSegmentFrames` frames, not a whole clip (Wu & Lee's
+segment-level CNN). For a clip, compute its features `clip[freq][kClipFrames][channels]` as above,
+cut them into `kSegmentsPerClip` non-overlapping segments of `kSegmentFrames` frames (frames after
+`kSegmentsPerClip * kSegmentFrames` are dropped), run the int8 model on each segment
+(`tfasc_features_to_input` normalizes each segment on its own, as training did) and average the
+segments' probabilities ({activation}); the clip's class is the largest mean. This is how its
+accuracy was measured.
+
+```cpp
+#include <math.h>
+#include <string.h>
+#include "input_path.h"
+
+// probabilities[kNumClasses] <- the clip's mean, with an interpreter set up as in Classify above.
+TfLiteStatus ClassifyClip(tflite::MicroInterpreter& interpreter, const float* clip, float* probabilities) {{
+  TfLiteTensor* input = interpreter.input(0);
+  const TfLiteTensor* output = interpreter.output(0);
+  static float segment[kSegmentValues];
+  const int freq = kInputShape[1], channels = kInputShape[3];
+  for (int c = 0; c < kNumClasses; ++c) probabilities[c] = 0.0f;
+  for (int s = 0; s < kSegmentsPerClip; ++s) {{
+    for (int f = 0; f < freq; ++f)  // one segment [freq][kSegmentFrames][channels], row-major
+      memcpy(segment + f * kSegmentFrames * channels, clip + (f * kClipFrames + s * kSegmentFrames) * channels,
+             sizeof(float) * kSegmentFrames * channels);
+    tfasc_features_to_input(segment, input->data.int8);
+    if (interpreter.Invoke() != kTfLiteOk) return kTfLiteError;
+    float logits[kNumClasses], total = 0.0f, top = -INFINITY;
+    for (int c = 0; c < kNumClasses; ++c) {{
+      logits[c] = kOutputScale * (output->data.int8[c] - kOutputZeroPoint);
+      top = logits[c] > top ? logits[c] : top;
+    }}
+    for (int c = 0; c < kNumClasses; ++c) {{
+      logits[c] = kSigmoidOutputs ? 1.0f / (1.0f + expf(-logits[c])) : expf(logits[c] - top);
+      total += logits[c];
+    }}
+    for (int c = 0; c < kNumClasses; ++c)
+      probabilities[c] += (kSigmoidOutputs ? logits[c] : logits[c] / total) / kSegmentsPerClip;
+  }}
+  return kTfLiteOk;
+}}
+```
+"""
+
+
+def readme_text(*, ops: Sequence[str], arena_bytes: int, model_bytes: int, frontend: str = "log_mel",
+                segment_frames: int | None = None, sigmoid_outputs: bool = False) -> str:
+    """The bundle's README.md; ``frontend`` is the front-end kind (``FRONTEND_KINDS``); ``segment_frames``:
+    the model classifies segments of that many frames and a clip is the mean of its segments'
+    probabilities; ``sigmoid_outputs``: those are per-class sigmoids, not a softmax."""
     text = _README_INPUT[frontend_kind({"kind": frontend})]
+    activation = ("an independent sigmoid per class of the dequantized logits (`kSigmoidOutputs`: the model "
+                  "was trained with binary cross-entropy)" if sigmoid_outputs else
+                  "the softmax of the dequantized logits")
+    segments = _README_SEGMENTS.format(activation=activation) if segment_frames is not None else ""
     return f"""# tfasc int8 model for TensorFlow Lite Micro
 
 Files: `model_int8.tflite` ({model_bytes} bytes), `model_data.cc/.h` (the same bytes as a
@@ -429,7 +551,8 @@ Files: `model_int8.tflite` ({model_bytes} bytes), `model_data.cc/.h` (the same b
 {text['config']}).
 
 {text['input']}
-Output: int8 logits, one per class in `kClassNames`.
+Output: int8 logits, one per class in `kClassNames` (dequantized `x = kOutputScale * (q - kOutputZeroPoint)`);
+class probabilities are {activation}.{" The input is one segment of a clip's features: see *Segments* below." if segments else ""}
 
 ```cpp
 #include "model_config.h"
@@ -465,6 +588,7 @@ int Classify({text['parameter']}) {{
 }}
 ```
 
+{segments}
 The outputs were checked bit for bit against TensorFlow Lite's reference kernels with the
 TFLite Micro Python interpreter when this bundle was made.
 """
@@ -481,6 +605,9 @@ def write_bundle(
     class_names: Sequence[str],
     output_details: Mapping[str, Any] | None = None,
     normalization=None,
+    segment_frames: int | None = None,
+    clip_frames: int | None = None,
+    sigmoid_outputs: bool = False,
 ) -> Path:
     """Write the deployment bundle into ``out_dir`` atomically; returns ``out_dir``.
 
@@ -497,7 +624,11 @@ def write_bundle(
         class_names: output class names, in output order.
         output_details: like ``input_details`` for the output; read from the flatbuffer if omitted.
         normalization: the training input normalization (:class:`tfasc.data.normalization.Normalization`);
-            given, ``input_path.h`` reproduces it and the input quantization in C.
+            given, ``input_path.h`` reproduces it and the input quantization in C, for one model
+            input (one segment with ``segment_frames``: per-clip modes then normalize each segment).
+        segment_frames, clip_frames: the model's input is a segment of ``segment_frames`` of a
+            clip's ``clip_frames`` frames; the device averages the segments' probabilities.
+        sigmoid_outputs: probabilities are per-class sigmoids (binary cross-entropy), not a softmax.
     """
     if arena_bytes <= 0:
         raise ValueError(f"arena_bytes={arena_bytes}: expected the positive arena size in bytes")
@@ -520,9 +651,13 @@ def write_bundle(
             output_details=output_details,
             frontend=frontend,
             class_names=class_names,
+            segment_frames=segment_frames,
+            clip_frames=clip_frames,
+            sigmoid_outputs=sigmoid_outputs,
         ),
         "README.md": readme_text(
-            ops=ops, arena_bytes=arena, model_bytes=len(tflite_int8), frontend=frontend_kind(frontend)
+            ops=ops, arena_bytes=arena, model_bytes=len(tflite_int8), frontend=frontend_kind(frontend),
+            segment_frames=segment_frames, sigmoid_outputs=sigmoid_outputs,
         ),
     }
     if normalization is not None:

@@ -51,5 +51,21 @@ def estimate_int8(model: keras.Model, *, examples: int = 4, seed: int = 0) -> De
     data = random_inputs(tuple(model.inputs[0].shape[1:]), examples, seed)
     tflite = convert.to_tflite(exported, kind="int8", representative_data=[x[np.newaxis] for x in data])
     flatbuffer.check_builtin_only(tflite)
-    arena = tflm.arena_bytes_used(tflite, arena_size=10 * len(tflite) + (1 << 20))
+    arena = _arena_bytes(tflite)
     return DeviceEstimate(flash_bytes=len(tflite), arena_bytes=arena, macs=count_macs(model).macs, tflite_int8=tflite)
+
+
+#: Largest arena tried (activations of a 128x128 input with 192 channels need megabytes).
+MAX_ARENA_BYTES = 1 << 30
+
+
+def _arena_bytes(tflite: bytes) -> int:
+    """TFLite Micro's arena total, given an arena that grows x4 until the model allocates."""
+    size = 10 * len(tflite) + (1 << 20)
+    while True:
+        try:
+            return tflm.arena_bytes_used(tflite, arena_size=size)
+        except RuntimeError:  # "TFLM failed to allocate tensors": too small an arena
+            if size >= MAX_ARENA_BYTES:
+                raise
+            size *= 4

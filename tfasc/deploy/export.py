@@ -2,9 +2,10 @@
 evaluation, size and cost profile, and the Cortex-M bundle. Reads models; never trains.
 
 Inputs are standardized model inputs exactly as the model saw them in training: features
-``[n, freq, time, channels]`` or waveforms ``[n, samples, channels]``; the bundle's
-``model_config.h`` records the front end (feature parameters or the PCM-to-input conversion) and
-the standardization so the device can reproduce them.
+``[n, freq, time, channels]`` (with ``features.segment_frames``, segments of a clip's features)
+or waveforms ``[n, samples, channels]``; the bundle's ``model_config.h`` records the front end
+(feature parameters or the PCM-to-input conversion), the standardization and the segmenting so the
+device can reproduce them. Scores are per clip: the mean of a clip's segments' probabilities.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 
 from tfasc import metrics as metric_fns
 from tfasc.deploy import bundle, convert, flatbuffer, profile, tflm
-from tfasc.evaluate import score
+from tfasc.evaluate import clip_probabilities, score
 from tfasc.files import write_atomic
 
 INT8_FILE = "model_int8.tflite"
@@ -61,6 +62,9 @@ def export_model(
     verify_examples: int,
     find_smallest_arena: bool = True,
     normalization=None,
+    segment_frames: int | None = None,
+    clip_frames: int | None = None,
+    sigmoid_outputs: bool | None = None,
 ) -> dict[str, Any]:
     """Convert, verify, evaluate and bundle; returns the ``deploy`` section of the report.
 
@@ -72,14 +76,26 @@ def export_model(
         profiled_model: the model whose parameters and MACs are reported (default ``float_model``):
             the trained float model before any export rewrite.
         representative: ``[n, ...]`` normalized training inputs for int8 calibration.
-        eval_inputs, eval_targets: normalized evaluation inputs and their one-/multi-hot targets.
+        eval_inputs, eval_targets: normalized evaluation model inputs and the clips' one-/multi-hot
+            targets: with segments, ``clip_frames // segment_frames`` consecutive inputs (segments) per clip. The
+            TFLite Micro check runs on the first ``verify_examples`` inputs; the metrics score clips,
+            each the mean of its segments' probabilities (:func:`tfasc.evaluate.clip_probabilities`).
         frontend: the model's front end for ``model_config.h``, ``{"kind": "log_mel", ...feature
             parameters}`` or ``{"kind": "waveform", "sample_rate", "clip_seconds",
             "audio_channels", "standardize_mean", "standardize_std"}`` (see ``tfasc.deploy.bundle``).
         out_dir: the run directory; the bundle goes to ``out_dir/deploy``.
         normalization: the training input normalization, reproduced in C by the bundle's
             ``input_path.h`` (:class:`tfasc.data.normalization.Normalization`; None: no such file).
+        segment_frames, clip_frames: the frames of one model input (``features.segment_frames``; None:
+            whole clips) and of a clip's features (the bundle documents cutting and averaging).
+        sigmoid_outputs: per-class sigmoid probabilities instead of a softmax
+            (:func:`tfasc.metrics.sigmoid_outputs`; default ``multi_label``).
     """
+    sigmoid = multi_label if sigmoid_outputs is None else sigmoid_outputs
+    segments_per_clip = 1 if segment_frames is None else clip_frames // segment_frames
+    if len(eval_inputs) != len(eval_targets) * segments_per_clip:
+        raise ValueError(f"{len(eval_inputs)} evaluation inputs are not {segments_per_clip} per clip of "
+                         f"{len(eval_targets)} targets")
     out_dir = Path(out_dir)
     calibration = [example[np.newaxis] for example in np.asarray(representative, np.float32)]
     int8 = convert.to_tflite(int8_source, kind="int8", representative_data=calibration)
@@ -95,12 +111,14 @@ def export_model(
 
     # The whole evaluation split through the int8 model (optimized kernels: the bit-exact check
     # above already ties them to the reference kernels TFLite Micro matches).
-    int8_scores = metric_fns.probabilities_from_logits(convert.run_tflite(int8, eval_inputs, reference_kernels=False), multi_label=multi_label)
-    float_scores = metric_fns.probabilities_from_logits(float_model.predict(eval_inputs, verbose=0, batch_size=64), multi_label=multi_label)
-    source_scores = (
-        float_scores if int8_source is float_model
-        else metric_fns.probabilities_from_logits(int8_source.predict(eval_inputs, verbose=0, batch_size=64), multi_label=multi_label)
-    )
+    def clip_scores(logits_of) -> np.ndarray:
+        return clip_probabilities(lambda inputs: metric_fns.probabilities_from_logits(logits_of(inputs), sigmoid=sigmoid),
+                                  eval_inputs, segments_per_clip)
+
+    keras_logits = lambda model: (lambda inputs: model.predict(inputs, verbose=0, batch_size=64))
+    int8_scores = clip_scores(lambda inputs: convert.run_tflite(int8, inputs, reference_kernels=False))
+    float_scores = clip_scores(keras_logits(float_model))
+    source_scores = float_scores if int8_source is float_model else clip_scores(keras_logits(int8_source))
     int8_metrics = score(int8_scores, eval_targets, class_names, multi_label=multi_label)
     float_metrics = score(float_scores, eval_targets, class_names, multi_label=multi_label)
     agrees = lambda scores: float(np.mean(int8_scores.argmax(axis=1) == scores.argmax(axis=1)))
@@ -115,6 +133,9 @@ def export_model(
         ops=ops,
         class_names=class_names,
         normalization=normalization,
+        segment_frames=segment_frames,
+        clip_frames=clip_frames,
+        sigmoid_outputs=sigmoid,
     )
     write_atomic(out_dir / FLOAT16_FILE, float16)
     write_atomic(out_dir / FLOAT32_FILE, float32)

@@ -270,7 +270,7 @@ def _preset(name: str, spec: CNNSpec):
         return build_from_spec(spec, input_shape, num_classes, beta=beta, trainable_beta=trainable_beta,
                                bn_momentum=bn_momentum, dropout=dropout, name=name)
 
-    build.__name__ = f"build_{name}"
+    build.__name__ = build.__qualname__ = f"build_{name}"
     build.__doc__ = f"Wu & Lee Table 3 {name}: {'; '.join(spec.describe())}. Options as ``searched_cnn``."
     return register(name)(build)
 

@@ -41,6 +41,9 @@ def data_summary(context: StageContext) -> dict:
         "features": recipe.features.kind,
         "skipped_files": len(data.train.skipped) + len(data.eval.skipped),
         "normalization": data.normalization.to_json(),
+        "segment_frames": data.segment_frames,
+        "segments_per_clip": data.segments_per_clip,
+        "outputs": "sigmoid" if data.sigmoid_outputs else "softmax",
     }
 
 

@@ -108,3 +108,33 @@ def plot_folds(folds: Sequence[str], series: dict[str, Sequence[float | None]], 
     axis.grid(axis="y", alpha=0.3)
     axis.legend(loc="lower right", fontsize="small")
     return _save(fig, path)
+
+
+def plot_search_scatter(x: Sequence[float], accuracy: Sequence[float], path: Path, *, xlabel: str) -> Path:
+    """Architecture search (Wu & Lee, Fig. 3): one dot per trained candidate, accuracy (%) against ``x``."""
+    fig = _figure((6, 4))
+    axis = fig.subplots()
+    axis.scatter(x, accuracy, s=14, alpha=0.7)
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel("accuracy after the brief training (%)")
+    axis.set_title(f"{len(accuracy)} candidates")
+    axis.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_search_histograms(groups: dict[str, Sequence[float]], path: Path) -> Path:
+    """Architecture search (Wu & Lee, Fig. 4): normalized accuracy (%) histograms, one per group
+    (e.g. growth ratio), on shared bins, each labelled with its mean."""
+    fig = _figure((6, 4))
+    axis = fig.subplots()
+    values = [v for group in groups.values() for v in group]
+    bins = np.histogram_bin_edges(values, bins=min(20, max(5, len(values) // 3)))
+    for name, group in groups.items():
+        if len(group):
+            axis.hist(group, bins=bins, density=True, histtype="step", linewidth=1.5,
+                      label=f"{name} (n={len(group)}, mean {np.mean(group):.1f}%)")
+    axis.set_xlabel("accuracy after the brief training (%)")
+    axis.set_ylabel("normalized count")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize="small")
+    return _save(fig, path)

@@ -24,6 +24,11 @@ def render_markdown(report: dict) -> str:
         f"- data: `{data['dataset']}`, {data['train_examples']} training / {data['eval_examples']} evaluation clips, "
         f"classes: {', '.join(data['classes'])}",
     ]
+    if data.get("segment_frames"):
+        lines.append(f"- model inputs: {data['segments_per_clip']} segments of {data['segment_frames']} frames per "
+                     f"clip; a clip's probabilities ({data.get('outputs', 'softmax')}) are the mean of its segments'")
+    elif data.get("outputs") == "sigmoid":
+        lines.append("- outputs: an independent sigmoid per class")
     if data.get("skipped_files"):
         lines.append(f"- skipped unreadable files: {data['skipped_files']}")
     lines += [f"- time: {report['time_s']:.1f} s", ""]

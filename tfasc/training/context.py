@@ -58,13 +58,14 @@ class StageContext:
     def train_dataset(self, start_batch: int = 0):
         """The endless, shuffled, augmented training batches from global batch ``start_batch`` on
         (the same batches whether a run was resumed or not). With ``augment.waveform`` the decoded
-        clips are augmented per example, then go through the front-end, every batch."""
+        clips are augmented per example, then go through the front-end, every batch. With
+        ``features.segment_frames`` every segment of every clip is an example with its clip's label."""
         recipe, data = self.recipe, self.data
         policy = recipe.augment
         augment = make_batch_augmenter(policy, recipe.data.seed) if policy.enabled else None
         clips = data.train_clips
         return make_dataset(
-            data.train.features if clips is None else clips.features, data.train_targets,
+            data.inputs(data.train.features) if clips is None else clips.features, data.input_targets(data.train_targets),
             batch_size=recipe.data.batch_size, shuffle=True, seed=recipe.data.seed,
             normalize=data.normalization, augment=augment, repeat=True, start_batch=start_batch,
             **({} if clips is None else dict(transform=self.clip_transform(), transformed_shape=data.input_shape)),
@@ -92,16 +93,19 @@ class StageContext:
         return transform
 
     def eval_dataset(self):
+        """The evaluation split's model inputs and targets for ``fit``'s per-epoch validation (per
+        segment with ``features.segment_frames``; :meth:`evaluate` scores clips)."""
         data = self.data
-        return make_dataset(data.eval.features, data.eval_targets, batch_size=self.recipe.evaluate.batch_size,
-                            shuffle=False, normalize=data.normalization)
+        return make_dataset(data.inputs(data.eval.features), data.input_targets(data.eval_targets),
+                            batch_size=self.recipe.evaluate.batch_size, shuffle=False, normalize=data.normalization)
 
     def steps_per_epoch(self) -> int:
-        return loop.steps_per_epoch(len(self.data.train_targets), self.recipe.data.batch_size,
-                                    self.recipe.training.steps_per_epoch)
+        return loop.steps_per_epoch(len(self.data.train_targets) * self.data.segments_per_clip,
+                                    self.recipe.data.batch_size, self.recipe.training.steps_per_epoch)
 
     def class_counts(self) -> np.ndarray:
-        return self.data.train_targets.sum(axis=0)
+        """Training examples (model inputs: segments with ``features.segment_frames``) per class."""
+        return self.data.train_targets.sum(axis=0) * self.data.segments_per_clip
 
     def evaluate(self, model) -> dict:
         """``metrics`` and ``held_out`` of ``model`` (see :func:`tfasc.evaluate.evaluate_model`)."""

@@ -40,14 +40,22 @@ HISTORY_CSV = "history.csv"
 
 
 def build_loss(loss_config, *, class_counts: np.ndarray, multi_label: bool) -> keras.losses.Loss:
-    """Cross-entropy on logits (softmax, or sigmoid for multi-label) or the class-balanced focal loss."""
+    """Cross-entropy on logits or the class-balanced focal loss.
+
+    Binary cross-entropy of an independent sigmoid per class (the mean over classes and examples)
+    when the outputs are sigmoids (:func:`tfasc.metrics.sigmoid_outputs`: multi-label data, or
+    ``loss.name: binary_crossentropy`` on one-hot targets, Wu & Lee Sec. 4.3); else the categorical
+    cross-entropy of the softmax.
+    """
+    from tfasc.metrics import sigmoid_outputs
+
     if loss_config.name == "cb_focal":
         from tfasc.losses import ClassBalancedFocalLoss
 
         return ClassBalancedFocalLoss(
             samples_per_class=[int(c) for c in class_counts], beta=loss_config.beta, gamma=loss_config.gamma
         )
-    if multi_label:
+    if sigmoid_outputs(loss_config.name, multi_label=multi_label):
         return keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=loss_config.label_smoothing)
     return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=loss_config.label_smoothing)
 
@@ -59,7 +67,11 @@ def steps_per_epoch(num_examples: int, batch_size: int, override: int | None = N
 
 def compile_model(model, training, *, steps: int, class_counts: np.ndarray, multi_label: bool, optimizer=None,
                   loss=None) -> None:
-    """Compile with (unless given) the recipe's loss, optimizer and schedule."""
+    """Compile with (unless given) the recipe's loss, optimizer and schedule.
+
+    The ``accuracy`` metric: per-class sign agreement for multi-label data, else the argmax of the
+    logits against the one-hot target, right for softmax and single-label sigmoid outputs alike
+    (both are monotonic in the logits)."""
     metric = (
         keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)
         if multi_label

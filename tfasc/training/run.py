@@ -14,7 +14,7 @@ from tfasc.config.load import RecipeError, check_options, dump_recipe, load_reci
 from tfasc.data import datasets, frontends
 from tfasc.data.datasets.base import DatasetError
 from tfasc.data.normalization import FREQUENCY_MODES
-from tfasc.data.prepare import prepare_data
+from tfasc.data.prepare import check_segment_frames, prepare_data
 from tfasc.files import remove, temporary_sibling, write_atomic
 from tfasc.log import log
 from tfasc.training import stages
@@ -41,9 +41,10 @@ def validate_components(recipe) -> None:
     if recipe.features.kind == "waveform" and waveform_compatible(recipe.augment):
         keys = ", ".join(f"augment.{key}" for key in waveform_compatible(recipe.augment))
         raise RecipeError(f"{keys}: need a frequency axis; with features.kind: waveform use mixup and time masks only")
-    if recipe.features.kind != "log_mel" and recipe.features.normalization in FREQUENCY_MODES:
+    if recipe.features.kind == "waveform" and recipe.features.normalization in FREQUENCY_MODES:
         raise RecipeError(f"features.normalization: {recipe.features.normalization} needs a frequency axis; with "
                           f"features.kind: {recipe.features.kind} use global, per_clip or none")
+    check_segment_frames(recipe)
     try:
         builder = models.builder(recipe.model.name)
     except ValueError as error:

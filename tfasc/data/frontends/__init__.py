@@ -5,12 +5,14 @@ A recipe picks one with ``features.kind``. Each front-end is one module here plu
 computes it from a batch of decoded clips, the dtype its cache keeps, and its parameters (hashed
 into the cache key, and what the device must reproduce: the bundle's ``model_config.h``).
 
-======== ==================================== =====================================================
-kind     model input (one example)            device does
-======== ==================================== =====================================================
-log_mel  ``[n_mels, frames, channels]``       the same log-mel spectrogram before the int8 model
-waveform ``[samples, channels]``              nothing: PCM samples go straight to the int8 model
-======== ==================================== =====================================================
+========= ==================================== =====================================================
+kind      model input (one example)            device does
+========= ==================================== =====================================================
+log_mel   ``[n_mels, frames, channels]``       the same log-mel spectrogram before the int8 model
+scalogram ``[bins, frames, channels]``         the same wavelet scalogram (Kymatio Morlet bank on the
+                                               STFT log magnitude) before the int8 model; no C code
+waveform  ``[samples, channels]``              nothing: PCM samples go straight to the int8 model
+========= ==================================== =====================================================
 """
 
 from __future__ import annotations
@@ -57,4 +59,4 @@ def make(kind: str, features_config: Any) -> FrontEnd:
     return _FRONTENDS.get(kind)(features_config)
 
 
-from tfasc.data.frontends import log_mel, waveform  # noqa: E402,F401  (registration)
+from tfasc.data.frontends import log_mel, scalogram, waveform  # noqa: E402,F401  (registration)

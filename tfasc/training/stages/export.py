@@ -1,6 +1,7 @@
 """Stage ``export``: int8 / float16 / float32 TFLite, TFLite Micro bit-exact check, int8 evaluation,
 profile and the Cortex-M bundle (see :mod:`tfasc.deploy.export`). The int8 model comes from the QAT
-model when the run has one, else from the newest float model calibrated on training clips."""
+model when the run has one, else from the newest float model calibrated on training inputs (the first
+``export.representative_examples`` clips, or segments with ``features.segment_frames``)."""
 
 from __future__ import annotations
 
@@ -61,8 +62,11 @@ class ExportStage(Stage):
             eval_targets=data.eval_targets,
             class_names=data.index.classes,
             multi_label=data.index.multi_label,
+            sigmoid_outputs=data.sigmoid_outputs,
+            segment_frames=data.segment_frames,
+            clip_frames=data.train.features.shape[2] if data.segment_frames else None,
             frontend=device_frontend(context),
-            clip_seconds=recipe.data.duration_s,
+            clip_seconds=data.input_seconds,  # the audio one inference accounts for
             out_dir=context.output(),
             verify_examples=config.verify_examples,
             find_smallest_arena=config.smallest_arena,
@@ -83,7 +87,8 @@ class ExportStage(Stage):
             f"- top-1 agreement of the int8 model with the float model (pruned if pruning ran) "
             f"{percent(deploy['top1_agreement_with_float'])}, with the Keras model it was converted from "
             f"{percent(deploy['top1_agreement_with_keras_source'])}",
-            f"- TFLite Micro vs TFLite reference kernels on {tflm['examples']} evaluation clips: {exact}",
+            f"- TFLite Micro vs TFLite reference kernels on {tflm['examples']} evaluation "
+            f"{'segments' if report['data'].get('segment_frames') else 'clips'}: {exact}",
             f"- tensor arena used: {tflm['arena_bytes_used']:,} bytes{smallest}",
             f"- ops: {', '.join(deploy['ops'])}",
             f"- files: int8 {files['int8']['bytes']:,} B, float16 {files['float16']['bytes']:,} B, "
