@@ -86,7 +86,7 @@ def test_swish_layer_contract(beta, trainable_beta):
     )
 
 
-@pytest.mark.parametrize("kernel_size,filters", [(3, 6), (5, 4)])
+@pytest.mark.parametrize("kernel_size,filters", [(5, 6)])
 def test_depthwise_separable_module_contract(kernel_size, filters):
     x = features()
     run_layer_test(
@@ -99,7 +99,8 @@ def test_depthwise_separable_module_contract(kernel_size, filters):
     )
 
 
-@pytest.mark.parametrize("kernel_size,filters,trainable_beta", [(3, 4, False), (5, 6, False), (3, 4, True)])
+# A residual module with learned Swish betas, and one that changes the channels (no shortcut).
+@pytest.mark.parametrize("kernel_size,filters,trainable_beta", [(3, 4, True), (5, 6, False)])
 def test_inverted_residual_module_contract(kernel_size, filters, trainable_beta):
     x = features()
     run_layer_test(

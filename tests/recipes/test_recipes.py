@@ -110,3 +110,56 @@ def test_waveform_recipe_runs_end_to_end_bit_exact_from_pcm(tmp_path):
     expected = np.clip(np.round((pcm / 32768 - mean) / std / input_q.scale) + input_q.zero_point, -128, 127)
     header = np.clip(np.round(pcm * float(constants["kPcmToInputScale"]) + float(constants["kPcmToInputOffset"])), -128, 127)
     assert np.abs(header - expected).max() <= 1
+
+
+def test_search_dcase2020_1b_recipe_has_the_papers_settings():
+    recipe = load_recipe(RECIPES / "search_dcase2020_1b.yaml")
+    features = recipe.features
+    # Sec. 4.2: scalogram, 2048-point FFT, 25 ms window, 10 ms hop at 48 kHz, Kymatio support 2048,
+    # maximum scale 1024, 16 wavelets per octave, 128 bins, average/difference, 128-frame segments.
+    assert (recipe.data.sample_rate, recipe.data.channels, recipe.data.duration_s) == (48000, 2, 10.0)
+    assert (features.kind, features.n_fft, features.win_length, features.hop_length) == ("scalogram", 2048, 1200, 480)
+    assert (features.scalogram_bins, features.wavelets_per_octave, features.wavelet_max_scale) == (128, 16, 1024)
+    assert features.channel_mode == "mid_side" and features.segment_frames == 128
+    # Sec. 4.3: the final model 60 epochs, Adam 1e-3 x0.5 every 4 epochs, weight decay 0.0015, BCE, mixup.
+    training = recipe.training
+    assert (training.epochs, training.optimizer, training.learning_rate, training.weight_decay) == (60, "adam", 1e-3, 0.0015)
+    schedule = training.schedule
+    assert list(schedule.boundaries) == list(range(4, 60, 4))
+    assert schedule.values == pytest.approx([1e-3 * 0.5**i for i in range(15)])
+    assert training.loss.name == "binary_crossentropy" and recipe.augment.mixup_prob == 1.0
+    assert recipe.model.name == "wu_lee_b"
+    # Sec. 3.3 / 4.3 / 4.4: 510 candidates, 250-500 KB, 3 epochs x0.1 per epoch, models A and B.
+    search = recipe.search
+    assert search.candidates == 510
+    assert (search.limits.min_paper_size_bytes, search.limits.max_paper_size_bytes) == (250_000, 500_000)
+    assert (search.training.epochs, search.training.learning_rate, search.training.weight_decay) == (3, 1e-3, 0.0015)
+    assert search.training.schedule.values == pytest.approx([1e-3, 1e-4, 1e-5])
+    assert search.training.loss.name == "binary_crossentropy" and search.augment.mixup_prob == 1.0
+    assert search.retrain == ("accuracy", "loss")
+    assert search.space.blocks == (2, 3, 4) and search.space.stem_filters == (4, 128)
+    assert search.space.growth_ratios == (1.0, 1.25, 1.5, 1.75, 2.0)
+
+
+@pytest.mark.slow
+def test_search_dcase2020_1b_recipe_trains_model_b_end_to_end_on_synthesized_data(tmp_path):
+    """Scalogram + segments + sigmoid outputs + model B + QAT + int8 export, on 1 s stereo clips at 8 kHz."""
+    out = tmp_path / "run"
+    overrides = {
+        "data.root": str(tmp_path / "data"), "data.cache_dir": str(tmp_path / "cache"),
+        "data.synthesize": "{clips: 24, seed: 2, sample_rate: 8000, duration_s: 1.0, channels: 2}",
+        "data.sample_rate": 8000, "data.duration_s": 1.0, "data.batch_size": 8,
+        "features.n_fft": 256, "features.win_length": 200, "features.hop_length": 80,
+        "features.wavelet_max_scale": 256, "features.scalogram_bins": 32, "features.segment_frames": 32,
+        "training.epochs": 1, "training.schedule": "{name: constant}", "compress.qat.epochs": 1,
+        "export.representative_examples": 8, "export.verify_examples": 6, "export.smallest_arena": False,
+        "output.tensorboard": False, "output.plots": False,
+    }
+    assert run_shipped_recipe("search_dcase2020_1b.yaml", out, overrides) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["model"]["name"] == "wu_lee_b" and report["model"]["input_shape"] == [32, 32, 2]
+    assert report["data"]["segments_per_clip"] == 3 and report["data"]["outputs"] == "sigmoid"
+    assert report["deploy"]["tflm"]["bit_exact"]
+    assert report["deploy"]["metrics"]["examples"] == report["metrics"]["examples"]  # clips, not segments
+    config = (out / "deploy" / "model_config.h").read_text()
+    assert "kFeatureScalogramBins = 32" in config and "kSegmentFrames = 32" in config
