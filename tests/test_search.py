@@ -48,13 +48,39 @@ def test_sampling_is_uniform_over_every_table_2_item():
 
 def record(draw, accuracy, loss, status="trained"):
     return {"draw": draw, "key": f"k{draw}", "status": status, "accuracy": accuracy, "loss": loss,
-            "spec": {"stem_filters": 4 + draw, "growth_ratio": 1.0, "blocks": [[0, 1, "avg"]]}}
+            "spec": {"stem_filters": 4 + draw, "growth_ratio": 1.0, "blocks": [[0, 1, "avg"]]},
+            "paper_size_bytes": 1000, "flash_bytes": 2000, "arena_bytes": 3000, "macs_per_second": 4000.0}
 
 
 def test_best_by_accuracy_and_by_loss_can_differ():
-    records = [record(0, 0.90, 0.30), record(1, 0.93, 0.35), record(2, 0.91, 0.20), record(3, 0.99, 0.1, "rejected")]
+    records = [record(4, 0.95, float("nan")), record(0, 0.90, 0.30), record(1, 0.93, 0.35), record(2, 0.91, 0.20),
+               record(3, 0.99, 0.1, "rejected"), record(5, 0.99, 0.1, "failed")]
     assert search_run.best(records, "accuracy")["draw"] == 1
     assert search_run.best(records, "loss")["draw"] == 2
+
+
+def test_resuming_refuses_other_draw_settings_but_not_a_larger_budget(tmp_path):
+    path = write_tiny_recipe(tmp_path)
+    directory = tmp_path / "search"
+    directory.mkdir()
+    search_run._check_same_draws(directory, load_recipe(path, TINY_SEARCH))
+    search_run._check_same_draws(directory, load_recipe(path, [*TINY_SEARCH, "search.candidates=9", "training.epochs=4"]))
+    with pytest.raises(search_run.SearchError, match=r"other search\.seed, search\.limits"):
+        search_run._check_same_draws(directory, load_recipe(path, [*TINY_SEARCH, "search.seed=3",
+                                                                    "search.limits.max_arena_bytes=1000"]))
+
+
+def test_a_candidate_that_diverges_is_recorded_as_failed(tmp_path):
+    """A real divergence (learning rate 1e30): the draw gets a "failed" line with the reason, so a
+    resumed search goes past it instead of training it again; the budget ends with a clear error."""
+    recipe = load_recipe(write_tiny_recipe(tmp_path), [*TINY_SEARCH, "search.max_draws=1",
+                                                       "search.training.learning_rate=1.0e+30"])
+    setup = search_run._Setup(input_shape=(16, 4, 1), num_classes=3, input_seconds=0.5)
+    with pytest.raises(search_run.SearchError, match="search.max_draws: 1 draws gave only 0"):
+        search_run.search_candidates(recipe, tmp_path, setup)
+    (failed,) = search_run.read_records(tmp_path / search_run.CANDIDATES_FILE)
+    assert failed["status"] == "failed" and "loss became nan" in failed["reason"]
+    assert not (tmp_path / "candidates" / "draw-00000").exists()
 
 
 def test_records_survive_a_line_cut_short_by_a_kill(tmp_path):
@@ -65,8 +91,17 @@ def test_records_survive_a_line_cut_short_by_a_kill(tmp_path):
     assert [r["draw"] for r in search_run.read_records(path)] == [0]
     search_run.append_record(path, record(1, 0.6, 0.9))
     assert [r["draw"] for r in search_run.read_records(path)] == [0, 1]
+    # A complete last record whose newline was never written is kept, and the next line goes after it.
+    path.write_text(json.dumps(record(0, 0.5, 1.0)))
+    search_run.append_record(path, record(1, 0.6, 0.9))
+    assert [r["draw"] for r in search_run.read_records(path)] == [0, 1]
+    # A damaged last line is dropped by the reader and by the next append alike.
+    path.write_text(json.dumps(record(0, 0.5, 1.0)) + "\n" + '{"draw": 1, "status": "trained"}\n')
+    assert [r["draw"] for r in search_run.read_records(path)] == [0]
+    search_run.append_record(path, record(2, 0.6, 0.9))
+    assert [r["draw"] for r in search_run.read_records(path)] == [0, 2]
     path.write_text('{"draw": 0\n' + json.dumps(record(1, 0.6, 0.9)) + "\n")
-    with pytest.raises(search_run.SearchError, match="line 1 is not JSON"):
+    with pytest.raises(search_run.SearchError, match="line 1 is not a candidate record"):
         search_run.read_records(path)
 
 

@@ -295,7 +295,7 @@ class SearchLimits:
     def __post_init__(self):
         if self.max_paper_size_bytes is not None and self.max_paper_size_bytes < self.min_paper_size_bytes:
             raise ValueError(
-                f"search.limits: max_paper_size_bytes {self.max_paper_size_bytes} is below min_paper_size_bytes "
+                f"max_paper_size_bytes {self.max_paper_size_bytes} is below min_paper_size_bytes "
                 f"{self.min_paper_size_bytes}"
             )
 
@@ -312,11 +312,17 @@ class SearchConfig:
     """Seed of the sampling: the same seed draws the same sequence, which is what resuming replays."""
     space: SearchSpace = field(default_factory=SearchSpace)
     limits: SearchLimits = field(default_factory=SearchLimits)
-    training: TrainingConfig = field(default_factory=TrainingConfig)
-    """How every candidate is trained (the paper: 3 epochs, Adam 1e-3 x0.1 per epoch, weight decay
-    0.0015, binary cross-entropy); the recipe's own ``training`` section is the final retraining's."""
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    """Candidates' augmentation (the paper: mixup); the recipe's ``augment`` is the retraining's."""
+    training: TrainingConfig = field(default_factory=lambda: TrainingConfig(
+        epochs=3, optimizer="adam", learning_rate=1e-3, weight_decay=0.0015,
+        schedule=ScheduleConfig(name="piecewise_constant", boundaries=(1, 2), values=(1e-3, 1e-4, 1e-5)),
+        loss=LossConfig(name="binary_crossentropy")))
+    """How every candidate is trained; the default is the paper's (Sec. 4.3: 3 epochs, Adam 1e-3 x0.1
+    per epoch, weight decay 0.0015, binary cross-entropy). A ``search.training`` mapping in a recipe
+    replaces it whole (keys it leaves out take ``training``'s defaults). The recipe's own ``training``
+    section is the final retraining's."""
+    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(mixup_prob=1.0, mixup_alpha=0.2))
+    """Candidates' augmentation; the default is the paper's mixup (alpha not in the paper: 0.2). The
+    recipe's ``augment`` is the retraining's."""
     retrain: tuple[Literal["accuracy", "loss"], ...] = ("accuracy",)
     """Retrain from scratch, through the recipe's stages, the candidate with the best accuracy and/or
     the lowest loss (Sec. 3.3: model A and model B); empty: search only."""

@@ -275,8 +275,13 @@ def _train_clips(recipe, train: FeatureSet, started: float) -> FeatureSet | None
 
 
 def normalized(features: np.ndarray, data: PreparedData, *, limit: int | None = None) -> np.ndarray:
-    """The first ``limit`` normalized model inputs (float32) of clip features ``features``: one per
-    clip, or with ``features.segment_frames`` one per segment (a clip's segments consecutive)."""
-    return data.normalization(data.inputs(features)[:limit])
+    """Normalized model inputs (float32) of clip features ``features``: one per clip, or with
+    ``features.segment_frames`` one per segment (a clip's segments consecutive). With ``limit``,
+    that many spread evenly over all of them (a split's files are often sorted by class, and a clip's
+    segments are neighbours: int8 calibration should see every part of it)."""
+    inputs = data.inputs(features)
+    if limit is not None and limit < len(inputs):
+        inputs = inputs[np.linspace(0, len(inputs) - 1, limit).round().astype(np.int64)]
+    return data.normalization(inputs)
 
 

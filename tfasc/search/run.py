@@ -22,12 +22,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+import tfasc  # noqa: F401  (selects tf_keras before TensorFlow is imported)
+import tf_keras as keras
 
 from tfasc.config.load import RecipeError, dump_recipe, load_recipe
 from tfasc.config.schema import ModelConfig
@@ -39,6 +43,7 @@ from tfasc.search.space import sample_spec
 
 CANDIDATES_FILE = "candidates.jsonl"
 SEARCH_RECIPE = "search_recipe.yaml"
+SEARCH_FINGERPRINT = "search_draws.json"
 SUMMARY_JSON = "search.json"
 SUMMARY_MD = "search.md"
 CANDIDATES_DIR = "candidates"
@@ -54,37 +59,65 @@ class SearchError(UserError):
 # -- records ---------------------------------------------------------------------------------------
 
 
-def read_records(path: Path) -> list[dict]:
-    """The lines of ``candidates.jsonl``; a last line cut short by a kill is dropped (its draw reruns)."""
+#: Fields every trained record has (what ranking and the summary read).
+TRAINED_FIELDS = ("draw", "key", "spec", "accuracy", "loss", "paper_size_bytes", "flash_bytes", "arena_bytes",
+                  "macs_per_second")
+
+
+def _parse(path: Path) -> tuple[list[dict], int]:
+    """The records of ``candidates.jsonl`` and the byte length of the valid prefix they come from.
+
+    A last line that is not a complete JSON record (a kill mid-write) is not part of the prefix: its
+    draw runs again. Any other damaged line is an error naming it.
+    """
     if not path.is_file():
-        return []
-    lines = path.read_text().splitlines()
-    records = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
+        return [], 0
+    content = path.read_bytes()
+    records, offset = [], 0
+    lines = content.split(b"\n")
+    for number, raw in enumerate(lines, 1):
+        last = number == len(lines) or (number == len(lines) - 1 and lines[-1] == b"")
+        end = offset + len(raw) + (0 if number == len(lines) else 1)
+        if not raw.strip():
+            offset = end
             continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines):
+            record = json.loads(raw)
+            if not isinstance(record, dict) or "key" not in record or "status" not in record:
+                raise ValueError("no key/status")
+            if record["status"] == "trained" and any(field not in record for field in TRAINED_FIELDS):
+                raise ValueError(f"a trained record needs {', '.join(TRAINED_FIELDS)}")
+        except ValueError as error:  # json.JSONDecodeError is a ValueError
+            if last:
                 log(f"{path}: line {number} is incomplete (interrupted write); that candidate runs again")
                 break
-            raise SearchError(f"{path}: line {number} is not JSON; remove it (that candidate then runs again)") from None
-        if not isinstance(record, dict) or "key" not in record or "status" not in record:
-            raise SearchError(f"{path}: line {number} has no key/status; remove it (that candidate then runs again)")
+            raise SearchError(f"{path}: line {number} is not a candidate record ({error}); remove it (that "
+                              "candidate then runs again)") from None
         records.append(record)
-    return records
+        offset = end
+    return records, offset
+
+
+def read_records(path: Path) -> list[dict]:
+    """The records of ``candidates.jsonl`` (see :func:`_parse`)."""
+    return _parse(path)[0]
 
 
 def append_record(path: Path, record: dict) -> None:
-    """Append one JSON line and make it durable before the search goes on."""
-    text = json.dumps(record, sort_keys=True) + "\n"
+    """Append one JSON line after the file's valid prefix and make it durable before the search goes on."""
+    _, valid = _parse(path)
     if path.is_file():
         content = path.read_bytes()
-        if content and not content.endswith(b"\n"):  # a line cut short by a kill: drop it
-            os.truncate(path, content.rfind(b"\n") + 1)
+        if valid < len(content):
+            os.truncate(path, valid)  # an interrupted last line: dropped, its draw was run again
+        if valid and not content[:valid].endswith(b"\n"):
+            text_prefix = "\n"  # a complete last record whose newline was not written
+        else:
+            text_prefix = ""
+    else:
+        text_prefix = ""
     with open(path, "a") as handle:
-        handle.write(text)
+        handle.write(text_prefix + json.dumps(record, sort_keys=True) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
 
@@ -141,7 +174,7 @@ def _short(spec: CNNSpec) -> str:
 
 def best(records: Sequence[dict], criterion: str) -> dict | None:
     """The trained record with the highest accuracy (ties: lower loss) or the lowest loss (ties: higher accuracy)."""
-    trained = [r for r in records if r["status"] == "trained"]
+    trained = [r for r in records if r["status"] == "trained" and math.isfinite(r["accuracy"]) and math.isfinite(r["loss"])]
     if not trained:
         return None
     if criterion == "accuracy":
@@ -158,20 +191,39 @@ class _Setup:
     input_seconds: float
 
 
-def _setup(recipe) -> _Setup:
+def _setup(recipe, source: Path | str) -> _Setup:
     from tfasc.data.prepare import prepare_data
 
     data = prepare_data(recipe)
+    if data.index.multi_label:
+        raise SearchError(f"{source}: data.dataset {recipe.data.dataset} is multi-label; the search ranks "
+                          "single-label candidates by accuracy and log loss")
+    if len(data.input_shape) != 3:
+        raise SearchError(f"{source}: features.kind {recipe.features.kind} gives inputs of shape "
+                          f"{list(data.input_shape)}; the search space's models need [freq, time, channels]")
     return _Setup(tuple(data.input_shape), len(data.index.classes), data.input_seconds)
 
 
+class CandidateFailed(Exception):
+    """A candidate that cannot be trained or measured (diverged, out of memory, not convertible)."""
+
+
 def _train_candidate(recipe, spec: CNNSpec, draw: int, run_dir: Path) -> dict:
+    import tensorflow as tf
+
+    from tfasc.training.loop import NonFiniteLossError
     from tfasc.training.rundir import read_run_json
     from tfasc.training.run import run_recipe
 
-    run_recipe(candidate_recipe(recipe, spec, draw), out=run_dir)
-    metrics = read_run_json(run_dir / "report.json", "the candidate's report")["metrics"]
-    return {"accuracy": float(metrics["accuracy"]), "loss": float(metrics["log_loss"])}
+    try:
+        run_recipe(candidate_recipe(recipe, spec, draw), out=run_dir)
+    except (NonFiniteLossError, tf.errors.ResourceExhaustedError) as error:
+        raise CandidateFailed(str(error).splitlines()[0]) from error
+    metrics = read_run_json(run_dir / "report.json", "the candidate's report").get("metrics") or {}
+    accuracy, loss = metrics.get("accuracy"), metrics.get("log_loss")
+    if accuracy is None or loss is None or not math.isfinite(accuracy) or not math.isfinite(loss):
+        raise CandidateFailed(f"evaluation gave accuracy {accuracy} and loss {loss}")
+    return {"accuracy": float(accuracy), "loss": float(loss)}
 
 
 def _evaluate_draw(recipe, setup: _Setup, spec: CNNSpec, draw: int, directory: Path) -> dict:
@@ -184,9 +236,17 @@ def _evaluate_draw(recipe, setup: _Setup, spec: CNNSpec, draw: int, directory: P
         "draw": draw, "key": spec.key(), "spec": spec.to_dict(),
         "paper_size_bytes": paper_size_bytes(spec, input_channels=setup.input_shape[-1], num_classes=setup.num_classes),
     }
-    model = models.build("searched_cnn", setup.input_shape, setup.num_classes, **model_options(recipe, spec))
+    try:
+        model = models.build("searched_cnn", setup.input_shape, setup.num_classes, **model_options(recipe, spec))
+    except ValueError as error:
+        raise RecipeError(f"model (searched_cnn): {error}") from error
     record["params"] = int(model.count_params())
-    estimate = estimate_int8(model).to_dict()
+    try:
+        estimate = estimate_int8(model).to_dict()
+    except (RuntimeError, ValueError) as error:  # not convertible, or no arena fits
+        return {**record, "status": "failed", "reason": f"int8 estimate: {error}", "seconds": time.monotonic() - started}
+    finally:
+        keras.backend.clear_session()  # hundreds of candidates in one process
     macs_per_second = estimate["macs"] / setup.input_seconds
     record.update(estimate, macs_per_second=macs_per_second)
     problems = device_violations(estimate, recipe.search.limits, macs_per_second)
@@ -194,7 +254,13 @@ def _evaluate_draw(recipe, setup: _Setup, spec: CNNSpec, draw: int, directory: P
         return {**record, "status": "rejected", "reason": "; ".join(problems), "seconds": time.monotonic() - started}
     run_dir = directory / CANDIDATES_DIR / f"draw-{draw:05d}"
     remove(run_dir)  # a candidate killed before its record: trained again from scratch
-    result = _train_candidate(recipe, spec, draw, run_dir)
+    try:
+        result = _train_candidate(recipe, spec, draw, run_dir)
+    except CandidateFailed as error:
+        remove(run_dir)
+        return {**record, "status": "failed", "reason": str(error), "seconds": time.monotonic() - started}
+    finally:
+        keras.backend.clear_session()
     return {**record, **result, "status": "trained", "run_dir": str(run_dir.relative_to(directory)),
             "seconds": time.monotonic() - started}
 
@@ -237,7 +303,7 @@ def search_candidates(recipe, directory: Path, setup: _Setup) -> list[dict]:
             if trained >= config.candidates:
                 return records
         else:
-            log(f"draw {draw} {_short(spec)}: rejected ({record['reason']})")
+            log(f"draw {draw} {_short(spec)}: {record['status']} ({record['reason']})")
     raise SearchError(
         f"search.max_draws: {config.max_draws} draws gave only {trained} of search.candidates={config.candidates} "
         "candidates within search.limits; widen the limits or the space, or raise max_draws"
@@ -363,13 +429,37 @@ def search_dir(recipe, out: Path | str | None) -> Path:
     return Path(out) if out is not None else Path(recipe.output.dir) / f"{recipe.name}-search"
 
 
-def _check_same_recipe(directory: Path, text: str) -> None:
-    recorded = directory / SEARCH_RECIPE
-    if recorded.is_file() and recorded.read_text() != text:
-        raise SearchError(
-            f"{recorded}: this search was started with another recipe (resuming replays its draws); "
-            "use the same recipe and --set values, or another --out"
-        )
+def draw_fingerprint(recipe) -> dict:
+    """What decides the draws and what a candidate is: a search resumes only with these unchanged
+    (``search.candidates``, ``max_draws``, ``retrain``, ``top``, the final training and the stages may change)."""
+    from tfasc.config.load import to_plain
+
+    search = recipe.search
+    return to_plain({
+        "data": recipe.data, "features": recipe.features,
+        "model_options": {k: v for k, v in recipe.model.options.items() if k in SHARED_MODEL_OPTIONS},
+        "search": {"seed": search.seed, "space": search.space, "limits": search.limits,
+                   "training": search.training, "augment": search.augment},
+    })
+
+
+def _check_same_draws(directory: Path, recipe) -> None:
+    recorded = directory / SEARCH_FINGERPRINT
+    current = draw_fingerprint(recipe)
+    if recorded.is_file():
+        from tfasc.training.rundir import read_run_json
+
+        before = read_run_json(recorded, "the search's recorded settings")
+        changed = [key for key in current if key != "search" and before.get(key) != current[key]]
+        changed += [f"search.{key}" for key in current["search"]
+                    if before.get("search", {}).get(key) != current["search"][key]]
+        if changed:
+            raise SearchError(
+                f"{recorded}: this search was started with other {', '.join(changed)} (resuming replays its "
+                "draws and compares its candidates); use the same values, or another --out"
+            )
+    else:
+        write_atomic(recorded, json.dumps(current, indent=1) + "\n")
 
 
 def run_search(path: Path | str, overrides: Sequence[str] = (), *, out: Path | str | None = None,
@@ -383,13 +473,21 @@ def run_search(path: Path | str, overrides: Sequence[str] = (), *, out: Path | s
         validate_components(recipe)
     except RecipeError as error:
         raise RecipeError(f"{path}: {error}") from error
+    try:  # what the candidates train with (search.training / search.augment) is checked up front too
+        from tfasc.models.searched_cnn import WU_LEE_B
+
+        validate_components(candidate_recipe(recipe, WU_LEE_B, 0))
+    except RecipeError as error:
+        raise RecipeError(f"{path}: search (the candidates' training and augmentation): {error}") from error
     text = dump_recipe(recipe)
     directory = search_dir(recipe, out)
+    if directory.exists() and not directory.is_dir():
+        raise SearchError(f"--out {directory}: exists and is not a folder")
     created = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
     with RunLock(directory):
         try:
-            _check_same_recipe(directory, text)
+            _check_same_draws(directory, recipe)
             if report_only:
                 records = read_records(directory / CANDIDATES_FILE)
                 if not any(r["status"] == "trained" for r in records):
@@ -397,7 +495,7 @@ def run_search(path: Path | str, overrides: Sequence[str] = (), *, out: Path | s
                 retrained = (_read_summary(directory) or {}).get("retrained", {})
             else:
                 write_atomic(directory / SEARCH_RECIPE, text)
-                records = search_candidates(recipe, directory, _setup(recipe))
+                records = search_candidates(recipe, directory, _setup(recipe, path))
                 retrained = retrain_best(recipe, records, directory)
             summary = summarize(recipe, records, retrained)
             summary["plots"] = make_plots(records, directory) if recipe.output.plots else []
@@ -412,6 +510,8 @@ def run_search(path: Path | str, overrides: Sequence[str] = (), *, out: Path | s
 
 
 def _read_summary(directory: Path) -> dict | None:
+    from tfasc.training.rundir import read_run_json
+
     path = directory / SUMMARY_JSON
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_run_json(path, "the search summary") if path.is_file() else None
 

@@ -27,6 +27,12 @@ class SearchSpace:
     poolings: tuple[str, ...] = POOLINGS
 
     def __post_init__(self):
+        if len(self.stem_filters) != 2:
+            raise ValueError(f"stem_filters: expected [low, high], got {list(self.stem_filters)}")
+        for name in ("blocks", "growth_ratios", "module_a", "module_b", "poolings"):
+            values = getattr(self, name)
+            if len(set(values)) != len(values):  # a repeated value would be drawn more often
+                raise ValueError(f"{name}: expected distinct values, got {list(values)}")
         low, high = self.stem_filters
         if not 1 <= low <= high:
             raise ValueError(f"stem_filters: expected [low, high] with 1 <= low <= high, got {list(self.stem_filters)}")
