@@ -110,6 +110,7 @@ def test_device_limits_name_what_is_exceeded():
     problems = search_run.device_violations({"flash_bytes": 1200, "arena_bytes": 400}, limits, 2e6)
     assert problems == ["int8 flash 1,200 > 1,000 bytes", "2,000,000 MACs/s > 1,000,000"]
     assert search_run.device_violations({"flash_bytes": 1000, "arena_bytes": 500}, limits, 1e6) == []
+    assert search_run.device_violations({}, limits, 2e6) == ["2,000,000 MACs/s > 1,000,000"]  # before converting
 
 
 def load_recipe_limits(**values):

@@ -152,11 +152,12 @@ def final_recipe(recipe, spec: CNNSpec, criterion: str):
 
 
 def device_violations(estimate: dict, limits, macs_per_second: float) -> list[str]:
-    """Which device limits ``estimate`` (flash/arena bytes) and ``macs_per_second`` exceed."""
+    """Which device limits ``estimate`` (flash/arena bytes, when measured) and ``macs_per_second`` exceed."""
     problems = []
-    if limits.max_int8_flash_bytes is not None and estimate["flash_bytes"] > limits.max_int8_flash_bytes:
+    if limits.max_int8_flash_bytes is not None and "flash_bytes" in estimate \
+            and estimate["flash_bytes"] > limits.max_int8_flash_bytes:
         problems.append(f"int8 flash {estimate['flash_bytes']:,} > {limits.max_int8_flash_bytes:,} bytes")
-    if limits.max_arena_bytes is not None and estimate["arena_bytes"] > limits.max_arena_bytes:
+    if limits.max_arena_bytes is not None and "arena_bytes" in estimate and estimate["arena_bytes"] > limits.max_arena_bytes:
         problems.append(f"arena {estimate['arena_bytes']:,} > {limits.max_arena_bytes:,} bytes")
     if limits.max_macs_per_second is not None and macs_per_second > limits.max_macs_per_second:
         problems.append(f"{macs_per_second:,.0f} MACs/s > {limits.max_macs_per_second:,.0f}")
@@ -230,6 +231,7 @@ def _evaluate_draw(recipe, setup: _Setup, spec: CNNSpec, draw: int, directory: P
     """Measure, and train unless a device limit rejects it: the candidate's JSON record."""
     from tfasc import models
     from tfasc.deploy.estimate import estimate_int8
+    from tfasc.deploy.profile import count_macs
 
     started = time.monotonic()
     record: dict[str, Any] = {
@@ -241,6 +243,12 @@ def _evaluate_draw(recipe, setup: _Setup, spec: CNNSpec, draw: int, directory: P
     except ValueError as error:
         raise RecipeError(f"model (searched_cnn): {error}") from error
     record["params"] = int(model.count_params())
+    macs = count_macs(model).macs
+    over = device_violations({}, recipe.search.limits, macs / setup.input_seconds)
+    if over:  # MACs need no conversion: reject before paying for one
+        keras.backend.clear_session()
+        return {**record, "macs": macs, "macs_per_second": macs / setup.input_seconds, "status": "rejected",
+                "reason": "; ".join(over), "seconds": time.monotonic() - started}
     try:
         estimate = estimate_int8(model).to_dict()
     except (RuntimeError, ValueError) as error:  # not convertible, or no arena fits
