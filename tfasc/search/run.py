@@ -368,6 +368,7 @@ def summarize(recipe, records: Sequence[dict], retrained: dict) -> dict:
         "recipe": recipe.name,
         "trained": len(trained),
         "rejected": sum(r["status"] == "rejected" for r in records),
+        "failed": sum(r["status"] == "failed" for r in records),
         "limits": dataclasses.asdict(recipe.search.limits),
         "top": trained[: recipe.search.top],
         "best_accuracy": best(records, "accuracy"),
@@ -379,7 +380,8 @@ def summarize(recipe, records: Sequence[dict], retrained: dict) -> dict:
 
 def render_markdown(summary: dict) -> str:
     lines = [f"# Architecture search: {summary['recipe']}", "",
-             f"{summary['trained']} candidates trained, {summary['rejected']} rejected by device limits "
+             f"{summary['trained']} candidates trained, {summary['failed']} failed (diverged, out of memory or not "
+             f"convertible), {summary['rejected']} rejected by device limits "
              f"({', '.join(f'{k} {v}' for k, v in summary['limits'].items() if v is not None)}).", "",
              "| rank | draw | architecture | float32 KB | int8 bytes | arena bytes | M MACs/s | accuracy | loss |",
              "|---|---|---|---|---|---|---|---|---|"]
