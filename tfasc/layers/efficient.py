@@ -169,6 +169,27 @@ class _SwishModule(LayerContract, keras.layers.Layer):
         copy.set_weights(layer.get_weights())
         return y
 
+    def _layers(self) -> tuple[keras.layers.Layer, ...]:
+        """The sub-layers in call order (created by the subclass's ``build``)."""
+        raise NotImplementedError
+
+    def _build_chain(self, input_shape) -> None:
+        """Build every sub-layer on the shape the one before it gives."""
+        shape = tf.TensorShape(input_shape)
+        for layer in self._layers():
+            layer.build(shape)
+            shape = tf.TensorShape(layer.compute_output_shape(shape))
+
+    def _call_chain(self, x, training=None):
+        for layer in self._layers():
+            x = layer(x, training=training) if isinstance(layer, keras.layers.BatchNormalization) else layer(x)
+        return x
+
+    def _export_chain(self, x, *, name: str, trainable: bool):
+        for layer in self._layers():
+            x = self._export(layer, x, name=name, trainable=trainable)
+        return x
+
     def compute_output_shape(self, input_shape):
         return tf.TensorShape(input_shape)[:-1].concatenate([self.filters])
 
@@ -202,19 +223,13 @@ class DepthwiseSeparableModule(_SwishModule):
 
     def build(self, input_shape):
         _check_4d(self, input_shape)
-        shape = tf.TensorShape(input_shape)
         self.depthwise = keras.layers.DepthwiseConv2D(self.kernel_size, padding="same", use_bias=False, name="depthwise")
         self.depthwise_bn = self._bn("depthwise_bn")
         self.depthwise_swish = self._swish("depthwise_swish")
         self.pointwise = keras.layers.Conv2D(self.filters, 1, use_bias=False, name="pointwise")
         self.pointwise_bn = self._bn("pointwise_bn")
         self.pointwise_swish = self._swish("pointwise_swish")
-        out_shape = shape[:-1].concatenate([self.filters])
-        for layer, layer_input in (
-            (self.depthwise, shape), (self.depthwise_bn, shape), (self.depthwise_swish, shape),
-            (self.pointwise, shape), (self.pointwise_bn, out_shape), (self.pointwise_swish, out_shape),
-        ):
-            layer.build(layer_input)
+        self._build_chain(input_shape)
         super().build(input_shape)
 
     @property
@@ -230,20 +245,14 @@ class DepthwiseSeparableModule(_SwishModule):
                 self.pointwise, self.pointwise_bn, self.pointwise_swish)
 
     def call(self, inputs, training=None):
-        x = inputs
-        for layer in self._layers():
-            x = layer(x, training=training) if isinstance(layer, keras.layers.BatchNormalization) else layer(x)
-        return x
+        return self._call_chain(inputs, training)
 
     def count_macs(self, input_shape, output_shape) -> int:
         spatial, channels = _elements(input_shape[1:-1]), int(input_shape[-1])
         return spatial * channels * (self.kernel_size**2 + self.filters)
 
     def export_form(self, inputs, *, name: str, trainable: bool):
-        x = inputs
-        for layer in self._layers():
-            x = self._export(layer, x, name=name, trainable=trainable)
-        return x
+        return self._export_chain(inputs, name=name, trainable=trainable)
 
 
 @keras.saving.register_keras_serializable(package="tfasc")
@@ -279,14 +288,7 @@ class InvertedResidualModule(_SwishModule):
         self.depthwise_swish = self._swish("depthwise_swish")
         self.project = keras.layers.Conv2D(self.filters, 1, use_bias=False, name="project")
         self.project_bn = self._bn("project_bn")
-        hidden_shape = shape[:-1].concatenate([hidden])
-        out_shape = shape[:-1].concatenate([self.filters])
-        for layer, layer_input in (
-            (self.expand, shape), (self.expand_bn, hidden_shape), (self.expand_swish, hidden_shape),
-            (self.depthwise, hidden_shape), (self.depthwise_bn, hidden_shape), (self.depthwise_swish, hidden_shape),
-            (self.project, hidden_shape), (self.project_bn, out_shape),
-        ):
-            layer.build(layer_input)
+        self._build_chain(input_shape)
         super().build(input_shape)
 
     @property
@@ -306,9 +308,7 @@ class InvertedResidualModule(_SwishModule):
                 self.depthwise_swish, self.project, self.project_bn)
 
     def call(self, inputs, training=None):
-        x = inputs
-        for layer in self._layers():
-            x = layer(x, training=training) if isinstance(layer, keras.layers.BatchNormalization) else layer(x)
+        x = self._call_chain(inputs, training)
         return inputs + x if self.residual else x
 
     def count_macs(self, input_shape, output_shape) -> int:
@@ -317,9 +317,7 @@ class InvertedResidualModule(_SwishModule):
         return spatial * hidden * (channels + self.kernel_size**2 + self.filters)
 
     def export_form(self, inputs, *, name: str, trainable: bool):
-        x = inputs
-        for layer in self._layers():
-            x = self._export(layer, x, name=name, trainable=trainable)
+        x = self._export_chain(inputs, name=name, trainable=trainable)
         if self.residual:
             x = keras.layers.Add(name=f"{name}_add")([inputs, x])
         return x

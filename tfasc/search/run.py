@@ -227,7 +227,7 @@ def _train_candidate(recipe, spec: CNNSpec, draw: int, run_dir: Path) -> dict:
     return {"accuracy": float(accuracy), "loss": float(loss)}
 
 
-def _evaluate_draw(recipe, setup: _Setup, spec: CNNSpec, draw: int, directory: Path) -> dict:
+def _evaluate_draw(recipe, setup: _Setup, spec: CNNSpec, draw: int, size: int, directory: Path) -> dict:
     """Measure, and train unless a device limit rejects it: the candidate's JSON record."""
     from tfasc import models
     from tfasc.deploy.estimate import estimate_int8
@@ -236,7 +236,7 @@ def _evaluate_draw(recipe, setup: _Setup, spec: CNNSpec, draw: int, directory: P
     started = time.monotonic()
     record: dict[str, Any] = {
         "draw": draw, "key": spec.key(), "spec": spec.to_dict(),
-        "paper_size_bytes": paper_size_bytes(spec, input_channels=setup.input_shape[-1], num_classes=setup.num_classes),
+        "paper_size_bytes": size,
     }
     try:
         model = models.build("searched_cnn", setup.input_shape, setup.num_classes, **model_options(recipe, spec))
@@ -295,7 +295,7 @@ def search_candidates(recipe, directory: Path, setup: _Setup) -> list[dict]:
         size = paper_size_bytes(spec, input_channels=setup.input_shape[-1], num_classes=setup.num_classes)
         if not size_in_window(size, config.limits):
             continue  # the paper's size window: a closed form, not worth a line
-        record = _evaluate_draw(recipe, setup, spec, draw, directory)
+        record = _evaluate_draw(recipe, setup, spec, draw, size, directory)
         append_record(path, record)
         records.append(record)
         done[key] = record
@@ -361,9 +361,6 @@ def _headline(metrics: dict | None) -> dict | None:
 
 def summarize(recipe, records: Sequence[dict], retrained: dict) -> dict:
     trained = sorted((r for r in records if r["status"] == "trained"), key=lambda r: (-r["accuracy"], r["loss"]))
-    by_growth: dict[str, list[float]] = {}
-    for r in trained:
-        by_growth.setdefault(f"{r['spec']['growth_ratio']:g}", []).append(r["accuracy"])
     return {
         "recipe": recipe.name,
         "trained": len(trained),
@@ -373,7 +370,7 @@ def summarize(recipe, records: Sequence[dict], retrained: dict) -> dict:
         "top": trained[: recipe.search.top],
         "best_accuracy": best(records, "accuracy"),
         "best_loss": best(records, "loss"),
-        "mean_accuracy_by_growth_ratio": {g: float(np.mean(v)) for g, v in sorted(by_growth.items())},
+        "mean_accuracy_by_growth_ratio": {g: float(np.mean(v)) for g, v in _accuracy_by_growth(trained).items()},
         "retrained": retrained,
     }
 
@@ -420,15 +417,17 @@ def make_plots(records: Sequence[dict], directory: Path) -> list[str]:
                             xlabel="float32 model size (KB, Table 4 rule)"),
         plot_search_scatter([r["macs_per_second"] / 1e6 for r in trained], accuracy, plots / "accuracy_vs_macs.png",
                             xlabel="M MACs per second of audio"),
-        plot_search_histograms(_by_growth(trained), plots / "accuracy_by_growth_ratio.png"),
+        plot_search_histograms({f"growth {g}": [100 * a for a in v] for g, v in _accuracy_by_growth(trained).items()},
+                               plots / "accuracy_by_growth_ratio.png"),
     ]
     return [str(Path(p).relative_to(directory)) for p in written]
 
 
-def _by_growth(trained: Sequence[dict]) -> dict[str, list[float]]:
+def _accuracy_by_growth(trained: Sequence[dict]) -> dict[str, list[float]]:
+    """Accuracies of the trained records per growth ratio (``"1.25"``: [...]), ratios ascending."""
     groups: dict[str, list[float]] = {}
     for r in sorted(trained, key=lambda r: r["spec"]["growth_ratio"]):
-        groups.setdefault(f"growth {r['spec']['growth_ratio']:g}", []).append(100 * r["accuracy"])
+        groups.setdefault(f"{r['spec']['growth_ratio']:g}", []).append(r["accuracy"])
     return groups
 
 
