@@ -247,3 +247,23 @@ def test_disabled_policy_is_identity():
     augment = make_batch_augmenter(AugmentPolicy(), 0)
     out_x, out_y = augment(x, y, 0)
     assert out_x is x and out_y is y
+
+
+def test_mixup_warmup_leaves_the_first_epochs_unmixed():
+    x, y = distinct_examples(batch=8, freq=4, time=6, channels=1), np.eye(8, dtype="float32")
+    policy = AugmentPolicy(mixup_prob=1.0, mixup_alpha=0.1, mixup_warmup_epochs=2)
+    augment = make_batch_augmenter(policy, 3, steps_per_epoch=3)
+    after = make_batch_augmenter(dataclasses.replace(policy, mixup_warmup_epochs=0), 3)
+    ds = tf.data.Dataset.from_tensors((x, y)).repeat(8).enumerate().map(lambda i, xy: augment(xy[0], xy[1], i))
+    for index, (xb, yb) in enumerate(ds.as_numpy_iterator()):
+        if index < 6:  # 2 epochs of 3 steps
+            np.testing.assert_array_equal(xb, x)
+            np.testing.assert_array_equal(yb, y)
+        else:
+            assert not np.allclose(xb, x)
+            np.testing.assert_array_equal(xb, after(x, y, index)[0].numpy())
+    with pytest.raises(ValueError, match="mixup_warmup_epochs: 2 needs steps_per_epoch"):
+        make_batch_augmenter(policy, 3)
+    for bad in (-1, 1.5):
+        with pytest.raises(ValueError, match="augment.mixup_warmup_epochs: expected an integer >= 0"):
+            AugmentPolicy(mixup_warmup_epochs=bad)

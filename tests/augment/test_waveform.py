@@ -27,11 +27,13 @@ from tfasc.augment.waveform import (
     pitch_shift,
     resample,
     resample_sizes,
+    random_crop,
     random_gain,
     random_noise,
     random_speed_perturb,
     random_time_shift,
     speed_perturb,
+    standardize,
     time_shift,
     time_stretch,
 )
@@ -453,3 +455,121 @@ def test_augmenter_applies_each_transform_with_its_probability():
     changed = np.array([not np.allclose(v, 1.0) for v in dataset.as_numpy_iterator()])
     assert 0.25 < changed.mean() < 0.35
     assert dataclasses.replace(policy, gain_prob=0.0).enabled is False
+
+
+# --------------------------------------------------------------------------------------------
+# AclNet's steps (Huang & Leanos 2018, Sec. 3.2): window, standardize, resample, crop, gain
+# --------------------------------------------------------------------------------------------
+
+ACL_RATE = 8000  # 2 s window = 16000 samples, 1.5 s crop = 12000
+ACLNET = dict(window_s=2.0, standardize=True, speed_prob=1.0, speed_distribution="uniform", crop_s=1.5,
+              gain_prob=1.0, gain_db=(-6.0, 6.0))
+
+
+def slice_start(whole, part):
+    """Where ``part`` (distinct float values) starts in ``whole``; asserts it is that contiguous slice."""
+    (start,) = np.flatnonzero(whole[:, 0] == part[0, 0])
+    np.testing.assert_array_equal(part, whole[start : start + len(part)])
+    return start
+
+
+def numpy_standardize(x):
+    wide = x.astype(np.float64)
+    return ((wide - wide.mean()) / wide.std()).astype(np.float32)
+
+
+def test_random_crop_is_a_uniformly_placed_slice_and_pads_short_clips():
+    x = white(1000, channels=2)
+    starts = {slice_start(x, random_crop(x, 990, seed(i)).numpy()) for i in range(60)}
+    assert starts <= set(range(11)) and len(starts) >= 8  # 11 possible starts, all whole samples
+    short = random_crop(x[:300], 400, seed(1)).numpy()
+    np.testing.assert_array_equal(short, np.pad(x[:300], ((0, 100), (0, 0))))
+    traced = tf.function(lambda v: random_crop(v, 64, seed(0))).get_concrete_function(tf.TensorSpec([None, 2]))
+    assert traced.output_shapes == tf.TensorShape([64, 2])
+
+
+def test_standardize_gives_zero_mean_unit_variance_over_all_channels():
+    x = white(3000, channels=2) * np.float32([0.1, 3.0]) + np.float32([2.0, -1.0])
+    out = standardize(x).numpy()
+    np.testing.assert_allclose(out, numpy_standardize(x), atol=1e-5)
+    assert abs(out.mean()) < 1e-6 and abs(out.std() - 1.0) < 1e-5
+    np.testing.assert_array_equal(standardize(np.zeros((50, 1), np.float32)).numpy(), 0.0)  # floored, no NaN
+
+
+def test_aclnet_window_and_standardize_are_a_slice_of_the_clip_standardized():
+    x = white(3 * ACL_RATE, seed=4, channels=1)
+    window = make_waveform_augmenter(WaveformAugmentPolicy(window_s=2.0), 9, ACL_RATE)
+    both = make_waveform_augmenter(WaveformAugmentPolicy(window_s=2.0, standardize=True), 9, ACL_RATE)
+    for i in (0, 1):
+        start = slice_start(x, window(x, i).numpy())
+        assert window(x, i).shape == (16000, 1)
+        expected = numpy_standardize(x[start : start + 16000])
+        np.testing.assert_allclose(both(x, i).numpy(), expected, atol=1e-5)  # the same window draw
+
+
+def best_gain_and_offset(out, reference):
+    """The offset ``c`` and gain ``g`` minimizing ``|out - g reference[c : c + len(out)]|``, and the residual."""
+    windows = np.lib.stride_tricks.sliding_window_view(reference.astype(np.float64), len(out))
+    gains = windows @ out / np.einsum("ij,ij->i", windows, windows)
+    errors = np.sum(out.astype(np.float64) ** 2) - gains * (windows @ out)
+    c = int(np.argmin(errors))
+    return c, gains[c], float(np.sqrt(max(errors[c], 0.0) / np.sum(out.astype(np.float64) ** 2)))
+
+
+def test_aclnet_chain_crops_the_resampled_window_and_applies_a_gain():
+    """Speed 1.25 (the fastest): the 2 s window resamples to 1.6 s, so the 1.5 s crop never reaches
+    padding; the crop is a slice of scipy's resampling of the standardized window, times the gain."""
+    x = white(3 * ACL_RATE, seed=5, channels=1)
+    policy = WaveformAugmentPolicy(**{**ACLNET, "speed_range": (1.25, 1.25)})
+    augment = make_waveform_augmenter(policy, 2, ACL_RATE)
+    window = make_waveform_augmenter(WaveformAugmentPolicy(window_s=2.0), 2, ACL_RATE)
+    big, small = (int(v) for v in resample_sizes(16000, 1.25))
+    gains = []
+    for i in range(4):
+        out = augment(x, i).numpy()
+        assert out.shape == (12000, 1) and policy.output_samples(len(x), ACL_RATE) == 12000
+        standardized = numpy_standardize(x[slice_start(x, window(x, i).numpy()):][:16000])[:, 0]
+        resampled = scipy.signal.resample(np.pad(standardized, (0, big - 16000)).astype(np.float64), small)
+        resampled = resampled[: round(16000 * small / big)]  # the samples that come from the window
+        c, g, residual = best_gain_and_offset(out[:, 0], resampled)
+        assert residual < 1e-4
+        gains.append(20 * np.log10(g))
+        assert np.all(out[-20:] != 0.0)  # no zero padding at the end (fitting to 2 s would put some)
+    assert all(-6.0 <= db <= 6.0 for db in gains) and np.ptp(gains) > 0.5
+    np.testing.assert_array_equal(augment(x, 3).numpy(), make_waveform_augmenter(policy, 2, ACL_RATE)(x, 3).numpy())
+    assert not np.allclose(augment(x, 3).numpy(), augment(x, 4).numpy())
+
+
+def test_aclnet_speed_factors_are_uniform_and_the_batch_is_cropped():
+    policy = WaveformAugmentPolicy(**{**ACLNET, "speed_range": (0.8, 1.25)})
+    augment = make_waveform_augmenter(policy, 0, ACL_RATE)
+    clips = np.stack([white(3 * ACL_RATE, seed=i, channels=1) for i in range(3)])
+    batched = tf.function(lambda v: augment_batch(augment, v, 7))(tf.constant(clips))
+    assert batched.shape == (3, 12000, 1)
+    for j in range(3):
+        np.testing.assert_allclose(batched[j].numpy(), augment(clips[j], 7 + j).numpy(), atol=1e-6)
+    # The drawn factors, from the resampled lengths (a crop longer than them: no fitting back,
+    # zero padding after). Uniform on [0.5, 2]: mean 1.25, a third below 1 (log-uniform: 1.08, a half).
+    x = tf.constant(white(1000, channels=1))
+    speed = make_waveform_augmenter(WaveformAugmentPolicy(speed_prob=1.0, speed_range=(0.5, 2.0),
+                                                          speed_distribution="uniform", crop_s=1.0), 0, ACL_RATE)
+    lengths = tf.data.Dataset.range(400).map(lambda i: tf.math.count_nonzero(speed(x, i)))
+    factors = 1000 / np.fromiter(lengths.as_numpy_iterator(), float)
+    assert factors.min() > 0.49 and factors.max() < 2.01
+    assert abs(factors.mean() - 1.25) < 0.06 and abs(np.mean(factors < 1.0) - 1 / 3) < 0.07
+
+
+def test_aclnet_policy_fields_validate_and_enable():
+    assert WaveformAugmentPolicy(crop_s=1.5).enabled and WaveformAugmentPolicy(window_s=2.0).enabled
+    assert WaveformAugmentPolicy(standardize=True).enabled
+    assert WaveformAugmentPolicy(window_s=2.0).output_samples(44100, 16000) == 32000
+    assert WaveformAugmentPolicy().output_samples(44100, 16000) == 44100
+    assert WaveformAugmentPolicy(window_s=1.0, crop_s=2.0).output_samples(5, 100) == 200
+    for bad, match in (
+        (dict(crop_s=0.0), "augment.waveform.crop_s: expected seconds > 0"),
+        (dict(window_s=-1.0), "augment.waveform.window_s: expected seconds > 0"),
+        (dict(speed_distribution="normal"), "augment.waveform.speed_distribution: expected one of"),
+        (dict(standardize=1), "augment.waveform.standardize: expected true or false"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            WaveformAugmentPolicy(**bad)

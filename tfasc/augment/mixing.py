@@ -235,6 +235,10 @@ class AugmentPolicy:
     """Probability that an example is mixup-ed."""
     mixup_alpha: float = 0.2
     """Beta(alpha, alpha) of the mixup ratio."""
+    mixup_warmup_epochs: int = 0
+    """Mixup is off for the first this many epochs of a stage's training (the examples that draw it
+    stay unmixed; the rest of the policy is unchanged). AclNet (Huang & Leanos 2018) Sec. 3.4: 100,
+    "as a form of warm up to improve initial convergence"."""
     per_example: bool = True
     """Draw the method per example (True) or once per batch (False)."""
     freq_masks: int = 0
@@ -263,7 +267,7 @@ class AugmentPolicy:
             value = getattr(self, key)
             if not float(value) > 0.0:
                 raise ValueError(f"augment.{key}: expected a Beta concentration > 0, got {value!r}")
-        for key in ("freq_masks", "freq_mask_width", "time_masks", "time_mask_width"):
+        for key in ("freq_masks", "freq_mask_width", "time_masks", "time_mask_width", "mixup_warmup_epochs"):
             value = getattr(self, key)
             if isinstance(value, bool) or int(value) != value or value < 0:
                 raise ValueError(f"augment.{key}: expected an integer >= 0, got {value!r}")
@@ -343,7 +347,7 @@ def waveform_compatible(policy: AugmentPolicy) -> list[str]:
 
 
 def make_batch_augmenter(
-    policy: AugmentPolicy, base_seed: int
+    policy: AugmentPolicy, base_seed: int, *, steps_per_epoch: int | None = None
 ) -> Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
     """``fn(x, y, batch_index) -> (x, y)`` applying ``policy`` with seed ``[base_seed, batch_index]``.
 
@@ -354,7 +358,10 @@ def make_batch_augmenter(
         ds = ds.map(lambda i, xy: augment(xy[0], xy[1], i))
 
     or ``epoch * steps_per_epoch + step``. Same ``base_seed`` and index: the same batch out.
-    A policy that changes nothing returns the inputs untouched (no ops added).
+    A policy that changes nothing returns the inputs untouched (no ops added). With
+    ``policy.mixup_warmup_epochs`` (which needs ``steps_per_epoch``), batches with
+    ``batch_index < mixup_warmup_epochs * steps_per_epoch`` get the policy without mixup, drawn
+    from the same seed (so FreqMix, CutMix and masks are what they would be anyway).
 
     Waveform batches ``[batch, samples, channels]`` are augmented as features with one frequency
     bin ``[batch, 1, samples, channels]``: mixup and time masks (width in samples) mean what they
@@ -362,14 +369,31 @@ def make_batch_augmenter(
     :func:`waveform_compatible`).
     """
     base = int(base_seed)
+    warmup = 0
+    if policy.mixup_warmup_epochs > 0:
+        if steps_per_epoch is None or int(steps_per_epoch) < 1:
+            raise ValueError(f"augment.mixup_warmup_epochs: {policy.mixup_warmup_epochs} needs steps_per_epoch "
+                             f"(a positive integer), got {steps_per_epoch!r}")
+        if policy.mixup_prob > 0.0:
+            warmup = policy.mixup_warmup_epochs * int(steps_per_epoch)
+    # mixup is the last of the exclusive choices, so dropping it leaves the others' draws as they are.
+    without_mixup = dataclasses.replace(policy, mixup_prob=0.0)
 
+    def apply(x, y, seed, chosen):
+        if x.shape.rank == 3:  # [batch, samples, channels]: one frequency bin
+            x, y = apply_policy(x[:, tf.newaxis], y, seed=seed, policy=chosen)
+            return x[:, 0], y
+        return apply_policy(x, y, seed=seed, policy=chosen)
+
+    @tf.autograph.experimental.do_not_convert  # static Python control flow only: tracing as is is faster
     def augment(x, y, batch_index):
         if not policy.enabled:
             return x, y
+        x = tf.convert_to_tensor(x)
         seed = tf.stack([tf.constant(base, tf.int64), tf.cast(batch_index, tf.int64)])
-        if x.shape.rank == 3:  # [batch, samples, channels]: one frequency bin
-            x, y = apply_policy(x[:, tf.newaxis], y, seed=seed, policy=policy)
-            return x[:, 0], y
-        return apply_policy(x, y, seed=seed, policy=policy)
+        if not warmup:
+            return apply(x, y, seed, policy)
+        return tf.cond(tf.cast(batch_index, tf.int64) < warmup,
+                       lambda: apply(x, y, seed, without_mixup), lambda: apply(x, y, seed, policy))
 
     return augment

@@ -1,8 +1,10 @@
-"""Per-example waveform augmentations: speed, pitch, time shift, impulse responses, noise, gain.
+"""Per-example waveform augmentations: speed, pitch, time shift, impulse responses, noise, gain,
+and AclNet's random window, standardization and crop.
 
-Layout: one example at a time, ``x [samples, channels]`` float32; every transform returns a tensor
-of the same shape (fixed length in and out), so it runs inside ``tf.data.Dataset.map`` (graph mode)
-before batching, or over a batch with :func:`augment_batch`.
+Layout: one example at a time, ``x [samples, channels]`` float32; every transform but the window
+and the crop returns a tensor of the same shape, so the chain runs inside ``tf.data.Dataset.map``
+(graph mode) before batching, or over a batch with :func:`augment_batch`; its output length is
+:meth:`WaveformAugmentPolicy.output_samples`.
 
 Randomness is stateless: every random function takes a ``seed`` (a shape-``[2]`` integer tensor,
 see :func:`tfasc.augment.masking.as_seed`) and is a pure function of it. :func:`make_waveform_augmenter`
@@ -18,6 +20,9 @@ What each is for (references in the functions' docstrings):
   ``librosa.effects.pitch_shift``; Salamon & Bello (2017), "Deep convolutional neural networks and
   data augmentation for environmental sound classification", IEEE SPL.
 * :func:`time_shift`, :func:`gain` -- position and level invariance.
+* :func:`random_crop`, :func:`standardize` -- AclNet's training examples (Huang & Leanos (2018),
+  "AclNet: efficient end-to-end audio classification CNN", Sec. 3.2): a random 2 s window,
+  standardized, resampled, cropped to 1.5 s, then a random gain.
 * :func:`add_noise` with a :class:`NoiseBank` -- background noise at a random SNR (Salamon & Bello
   2017; the DCASE acoustic-scene systems' recording-condition simulation).
 * :func:`convolve_ir` with an :class:`ImpulseResponseBank` -- room / recording-device simulation by
@@ -36,7 +41,7 @@ import dataclasses
 import functools
 import math
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 
@@ -46,15 +51,21 @@ import tensorflow as tf
 
 from tfasc.augment.masking import as_seed, split_seed
 from tfasc.data.audio import load_audio
+from tfasc.data.normalization import VARIANCE_FLOOR
 from tfasc.errors import UserError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 SHIFT_MODES = ("zero", "roll")
 IR_ALIGNS = ("peak", "start")
+SPEED_DISTRIBUTIONS = ("log_uniform", "uniform")
 
-# Order of the transforms in make_waveform_augmenter and the id folded into each one's seed.
+# The transforms that run with a probability (``<name>_prob``), in their order.
 TRANSFORM_ORDER = ("speed", "pitch", "shift", "ir", "noise", "gain")
-TRANSFORM_IDS = {name: i + 1 for i, name in enumerate(TRANSFORM_ORDER)}
+# Every step of make_waveform_augmenter, in order: AclNet's window, standardization and crop around them.
+STEP_ORDER = ("window", "standardize", "speed", "pitch", "shift", "ir", "noise", "crop", "gain")
+# The id folded into each step's seed. The AclNet steps are numbered after the first six, so
+# recipes without them draw exactly what they drew before those steps existed.
+TRANSFORM_IDS = {name: i + 1 for i, name in enumerate((*TRANSFORM_ORDER, "window", "standardize", "crop"))}
 # Second word of the augmenter's root seed: keeps its streams apart from the batch augmenter's
 # seeds [base_seed, batch_index] (make_batch_augmenter) with the same base_seed.
 _WAVEFORM_STREAM = 0x57415645  # "WAVE"
@@ -104,6 +115,11 @@ def _fft_size(value):
     table = _fast_sizes_tensor()
     row = tf.minimum(tf.searchsorted(table, tf.reshape(value, [1]))[0], int(fast_fft_sizes().size) - 1)
     return tf.cast(tf.maximum(table[row], value), tf.int32)
+
+
+def _samples(seconds: float, sample_rate: int) -> int:
+    """Whole samples in ``seconds`` at ``sample_rate`` (at least one)."""
+    return max(int(round(float(seconds) * sample_rate)), 1)
 
 
 def _power(x: tf.Tensor) -> tf.Tensor:
@@ -203,23 +219,33 @@ def resample_sizes(length, factor) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.cast(big[best], tf.int32), tf.cast(small[best], tf.int32)
 
 
-def _resample_by(x: tf.Tensor, factor, fast_sizes: bool) -> tf.Tensor:
-    """``x`` read ``factor`` times faster (band-limited), any length: the exact or the fast sizes."""
+def _resample_by(x: tf.Tensor, factor, fast_sizes: bool, *, trim: bool = False) -> tf.Tensor:
+    """``x`` read ``factor`` times faster (band-limited), any length: the exact or the fast sizes.
+
+    ``trim``: drop the fast sizes' tail resampled from the FFT padding (``M`` of ``L`` output
+    samples per input sample: ``round(samples M / L)`` come from ``x``).
+    """
     n = tf.shape(x)[0]
     if not fast_sizes:
         m = tf.cast(tf.round(tf.cast(n, tf.float64) / tf.cast(factor, tf.float64)), tf.int32)
         return resample(x, tf.maximum(m, 1))
     big, small = resample_sizes(n, factor)
-    return resample(tf.pad(x, tf.stack([[0, big - n], [0, 0]])), small)
+    out = resample(tf.pad(x, tf.stack([[0, big - n], [0, 0]])), small)
+    if not trim:
+        return out
+    ratio = tf.cast(small, tf.float64) / tf.cast(big, tf.float64)
+    return out[: tf.maximum(tf.cast(tf.round(tf.cast(n, tf.float64) * ratio), tf.int32), 1)]
 
 
-def speed_perturb(x, factor, *, fast_sizes: bool = True) -> tf.Tensor:
+def speed_perturb(x, factor, *, fast_sizes: bool = True, keep_length: bool = True) -> tf.Tensor:
     """Play ``x [samples, channels]`` ``factor`` times faster, keeping its length.
 
     Speed perturbation (Ko et al. 2015): the clip is resampled (:func:`resample`, band-limited) and
     played at the original rate, so tempo and pitch both change by the factor (``> 1``: faster and
     higher). The result starts where the input starts and is cropped (``factor < 1``) or
     zero-padded at the end (``factor > 1``) to the input length. ``factor`` may be a tensor.
+    ``keep_length=False``: neither; the ``~round(samples / factor)`` resampled samples (dynamic
+    length), for a crop that should not reach into padding.
 
     * ``fast_sizes=False``: exactly ``scipy.signal.resample(x, round(samples / factor))``,
       cropped / padded. Its FFT lengths are whatever they are; one with a large prime factor costs
@@ -233,18 +259,29 @@ def speed_perturb(x, factor, *, fast_sizes: bool = True) -> tf.Tensor:
     (1 s, 16 kHz; see the module docstring) with ``fast_sizes``, ~600 without.
     """
     x = _waveform(x)
+    if not keep_length:
+        return _resample_by(x, factor, fast_sizes, trim=True)
     return _same_shape(_fit(_resample_by(x, factor, fast_sizes), tf.shape(x)[0]), x)
 
 
-def random_speed_perturb(x, factor_range: Sequence[float], seed) -> tf.Tensor:
-    """:func:`speed_perturb` by a factor drawn log-uniformly from ``factor_range`` (e.g. ``(0.8, 1.25)``).
+def random_speed_perturb(
+    x, factor_range: Sequence[float], seed, *, distribution: str = "log_uniform", keep_length: bool = True
+) -> tf.Tensor:
+    """:func:`speed_perturb` by a factor drawn from ``factor_range`` (e.g. ``(0.8, 1.25)``).
 
-    Log-uniform: speeding up and slowing down by the same ratio are equally likely.
+    ``distribution="log_uniform"``: speeding up and slowing down by the same ratio are equally
+    likely; ``"uniform"``: uniform factors, as AclNet (Huang & Leanos 2018, Sec. 3.2) states.
     """
     low, high = _range(factor_range, "speed factor range")
     if not low > 0:
         raise ValueError(f"speed factors must be > 0, got {tuple(factor_range)!r}")
-    return speed_perturb(x, tf.exp(_uniform(seed, math.log(low), math.log(high))))
+    if distribution not in SPEED_DISTRIBUTIONS:
+        raise ValueError(f"speed factor distribution: expected one of {SPEED_DISTRIBUTIONS}, got {distribution!r}")
+    if distribution == "uniform":
+        factor = _uniform(seed, low, high)
+    else:
+        factor = tf.exp(_uniform(seed, math.log(low), math.log(high)))
+    return speed_perturb(x, factor, keep_length=keep_length)
 
 
 # --------------------------------------------------------------------------------------------
@@ -387,6 +424,43 @@ def random_time_shift(x, shift_range: Sequence[int], seed, *, mode: str = "zero"
 
 
 # --------------------------------------------------------------------------------------------
+# Window / crop and standardization (AclNet)
+# --------------------------------------------------------------------------------------------
+
+
+def random_crop(x, num_samples: int, seed) -> tf.Tensor:
+    """``num_samples`` consecutive samples of ``x [samples, channels]``, the start uniform over whole
+    samples ``0 .. samples - num_samples``; a shorter ``x`` is zero-padded at the end.
+
+    AclNet (Huang & Leanos 2018) Sec. 3.2 steps 1 (a random 2 s of the clip) and 4 (crop to
+    1.5 s). The output has the static shape ``[num_samples, channels]``. Cost: one slice.
+    """
+    x = _waveform(x)
+    num_samples = int(num_samples)
+    spare = tf.maximum(tf.shape(x)[0] - num_samples, 0)
+    start = tf.random.stateless_uniform([], as_seed(seed), minval=0, maxval=spare + 1, dtype=tf.int32)
+    out = _fit(x[start:], num_samples)
+    out.set_shape([num_samples, x.shape[1]])
+    return out
+
+
+def standardize(x) -> tf.Tensor:
+    """Zero mean and unit variance over every sample and channel of ``x [samples, channels]``.
+
+    AclNet (Huang & Leanos 2018) Sec. 3.2 step 2, with the arithmetic of ``features.normalization:
+    per_clip`` (:mod:`tfasc.data.normalization`: float64 statistics, the variance floored at
+    ``VARIANCE_FLOOR``, ``float32(x - float32(m)) * float32(1 / s)``), so a training example is
+    standardized as an evaluation clip is. A silent ``x`` stays silent. Cost: two reductions.
+    """
+    x = _waveform(x)
+    wide = tf.cast(x, tf.float64)
+    mean = tf.reduce_mean(wide)
+    variance = tf.reduce_mean(tf.square(wide - mean))
+    scale = tf.cast(1.0 / tf.sqrt(tf.maximum(variance, VARIANCE_FLOOR)), tf.float32)
+    return (x - tf.cast(mean, tf.float32)) * scale
+
+
+# --------------------------------------------------------------------------------------------
 # Banks of recordings
 # --------------------------------------------------------------------------------------------
 
@@ -405,7 +479,7 @@ def _load_clip(path: Path, sample_rate: int, channels: int, max_seconds: float |
     """Decode like training (:func:`tfasc.data.audio.load_audio`), the whole clip, at most ``max_seconds``."""
     audio = load_audio(path, sample_rate=sample_rate, channels=channels, num_samples=None)
     if max_seconds is not None:
-        audio = audio[: max(int(round(max_seconds * sample_rate)), 1)]
+        audio = audio[: _samples(max_seconds, sample_rate)]
     return audio
 
 
@@ -620,13 +694,32 @@ class WaveformAugmentPolicy:
     Each transform ``t`` runs with probability ``t_prob`` (independently of the others), in the
     order of :data:`TRANSFORM_ORDER`: speed, pitch, shift, ir, noise, gain (source changes first,
     then its position, then the room/device, then the background, then the level). Ranges are
-    ``(low, high)``.
+    ``(low, high)``. AclNet's steps (Huang & Leanos 2018, Sec. 3.2), when set, always run, in the
+    order of :data:`STEP_ORDER`: ``window_s``, ``standardize``, the transforms up to noise,
+    ``crop_s``, then gain. The paper's recipe: ``window_s: 2.0, standardize: true, speed_prob: 1.0,
+    speed_range: [0.8, 1.25], speed_distribution: uniform, crop_s: 1.5, gain_prob: 1.0,
+    gain_db: [-6, 6]``.
     """
 
+    window_s: float | None = None
+    """First step: a random window of this many seconds of the clip, its start uniform over whole
+    samples (a shorter clip is zero-padded at the end to it); None: the whole clip. AclNet Sec. 3.2
+    step 1: 2 s. Training inputs then are this long (or ``crop_s`` long) while evaluation inputs
+    are whole clips: only a model that accepts any length (input ``(None, channels)``, e.g.
+    ``aclnet``) trains on them."""
+    standardize: bool = False
+    """Second step: zero mean and unit variance over all samples and channels of the example
+    (:func:`standardize`, the arithmetic of ``features.normalization: per_clip``). AclNet Sec. 3.2
+    step 2. Needs ``features.normalization: per_clip``, which evaluation clips get whole; with
+    ``features.kind: waveform`` the training inputs are not normalized again after the chain (that
+    would undo the gain)."""
     speed_prob: float = 0.0
     """Probability of speed perturbation (Ko et al. 2015)."""
     speed_range: tuple[float, float] = (0.8, 1.25)
-    """Speed factors, drawn log-uniformly (> 1: faster and higher)."""
+    """Speed factors (> 1: faster and higher)."""
+    speed_distribution: Literal["log_uniform", "uniform"] = "log_uniform"
+    """How speed factors are drawn from ``speed_range``: "log_uniform" (speeding up and slowing down
+    by one ratio equally likely) or "uniform" (AclNet Sec. 3.2 step 3: uniform in [0.8, 1.25])."""
     pitch_prob: float = 0.0
     """Probability of a pitch shift (duration kept)."""
     pitch_semitones: tuple[float, float] = (-2.0, 2.0)
@@ -653,6 +746,13 @@ class WaveformAugmentPolicy:
     """Folder of background recordings, searched recursively."""
     noise_snr_db: tuple[float, float] = (5.0, 20.0)
     """Signal-to-noise ratio in dB, uniform."""
+    crop_s: float | None = None
+    """After speed, pitch, shift, ir and noise, before gain: a random crop of exactly this many
+    seconds, its start uniform over whole samples; None: no crop. AclNet Sec. 3.2 step 4: 1.5 s.
+    With it, speed perturbation keeps the resampled length instead of cropping or zero-padding to
+    its input's, so the crop is resampled audio, not padding; only a signal shorter than the crop
+    (a window or clip shorter than ``crop_s``, or sped up below it) is zero-padded at the end.
+    ``crop_s`` may exceed ``window_s``. Lengths differ from evaluation inputs as for ``window_s``."""
     gain_prob: float = 0.0
     """Probability of a gain change."""
     gain_db: tuple[float, float] = (-6.0, 6.0)
@@ -673,21 +773,32 @@ class WaveformAugmentPolicy:
             object.__setattr__(self, key, _range(value, f"augment.waveform.{key}"))  # YAML lists -> tuples
         if not self.speed_range[0] > 0.0:
             raise ValueError(f"augment.waveform.speed_range: factors must be > 0, got {self.speed_range!r}")
-        if self.shift_mode not in SHIFT_MODES:
-            raise ValueError(f"augment.waveform.shift_mode: expected one of {SHIFT_MODES}, got {self.shift_mode!r}")
-        if self.ir_align not in IR_ALIGNS:
-            raise ValueError(f"augment.waveform.ir_align: expected one of {IR_ALIGNS}, got {self.ir_align!r}")
+        for key, choices in (("shift_mode", SHIFT_MODES), ("ir_align", IR_ALIGNS),
+                             ("speed_distribution", SPEED_DISTRIBUTIONS)):
+            if getattr(self, key) not in choices:
+                raise ValueError(f"augment.waveform.{key}: expected one of {choices}, got {getattr(self, key)!r}")
         if self.pitch_n_fft is not None and (int(self.pitch_n_fft) != self.pitch_n_fft or self.pitch_n_fft < 16):
             raise ValueError(f"augment.waveform.pitch_n_fft: expected an integer >= 16 or null, got {self.pitch_n_fft!r}")
-        if self.bank_max_seconds is not None and not float(self.bank_max_seconds) > 0:
-            raise ValueError(f"augment.waveform.bank_max_seconds: expected seconds > 0 or null, got {self.bank_max_seconds!r}")
+        for key in ("window_s", "crop_s", "bank_max_seconds"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not float(value) > 0):
+                raise ValueError(f"augment.waveform.{key}: expected seconds > 0 or null, got {value!r}")
+        if not isinstance(self.standardize, bool):
+            raise ValueError(f"augment.waveform.standardize: expected true or false, got {self.standardize!r}")
         for kind in ("noise", "ir"):
             if getattr(self, f"{kind}_prob") > 0.0 and not getattr(self, f"{kind}_dir"):
                 raise ValueError(f"augment.waveform.{kind}_prob > 0 needs augment.waveform.{kind}_dir (a folder of recordings)")
 
     @property
     def enabled(self) -> bool:
-        return any(getattr(self, f"{name}_prob") > 0.0 for name in TRANSFORM_ORDER)
+        return (any(getattr(self, f"{name}_prob") > 0.0 for name in TRANSFORM_ORDER) or self.standardize
+                or self.window_s is not None or self.crop_s is not None)
+
+    def output_samples(self, input_samples: int | None, sample_rate: int) -> int | None:
+        """Samples of an augmented example of a clip of ``input_samples``: ``crop_s``'s when set,
+        else ``window_s``'s, else ``input_samples`` (every other step keeps the length)."""
+        seconds = self.crop_s if self.crop_s is not None else self.window_s
+        return input_samples if seconds is None else _samples(seconds, int(sample_rate))
 
 
 def example_seed(base_seed: int, example_index) -> tf.Tensor:
@@ -702,7 +813,8 @@ def make_waveform_augmenter(
 ) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
     """``fn(x [samples, channels], example_index) -> x`` applying ``policy`` to one example.
 
-    Transform ``t`` of example ``i`` draws from ``fold_in(example_seed(base_seed, i), id(t))``
+    The output has ``fn.output_samples(samples)`` samples (:meth:`WaveformAugmentPolicy.output_samples`).
+    Step ``t`` of example ``i`` draws from ``fold_in(example_seed(base_seed, i), id(t))``
     (:data:`TRANSFORM_IDS`): whether it runs (``u < t_prob``) and its parameters. Same
     ``(base_seed, example_index)``: the same output; ``example_index`` must be unique over the run
     (e.g. ``batch_index * batch_size + position``) for fresh draws every epoch. Transforms that do
@@ -719,13 +831,23 @@ def make_waveform_augmenter(
     if policy.ir_prob > 0.0 and ir_bank is None:
         ir_bank = ImpulseResponseBank.from_folder(policy.ir_dir, sample_rate, channels, max_seconds=policy.bank_max_seconds)
     shift_low, shift_high = (int(round(s * sample_rate)) for s in policy.shift_s)
+    window, crop = (None if s is None else _samples(s, sample_rate) for s in (policy.window_s, policy.crop_s))
+    probs = {name: float(getattr(policy, f"{name}_prob")) for name in TRANSFORM_ORDER}
+    probs.update(window=float(window is not None), standardize=float(policy.standardize), crop=float(crop is not None))
+    # Steps whose output length differs from their input's: speed too when a crop follows (it
+    # keeps the resampled length so that the crop need not reach into padding).
+    resizing = {"window", "crop"} | ({"speed"} if crop is not None else set())
 
     transforms = {
-        "speed": lambda x, seed: random_speed_perturb(x, policy.speed_range, seed),
+        "window": lambda x, seed: random_crop(x, window, seed),
+        "standardize": lambda x, seed: standardize(x),
+        "speed": lambda x, seed: random_speed_perturb(x, policy.speed_range, seed, distribution=policy.speed_distribution,
+                                                      keep_length=crop is None),
         "pitch": lambda x, seed: random_pitch_shift(x, policy.pitch_semitones, sample_rate, seed, n_fft=policy.pitch_n_fft),
         "shift": lambda x, seed: random_time_shift(x, (shift_low, shift_high), seed, mode=policy.shift_mode),
         "ir": lambda x, seed: random_ir(x, ir_bank, seed, align=policy.ir_align, normalize=policy.ir_normalize),
         "noise": lambda x, seed: random_noise(x, noise_bank, policy.noise_snr_db, seed),
+        "crop": lambda x, seed: random_crop(x, crop, seed),
         "gain": lambda x, seed: random_gain(x, policy.gain_db, seed),
     }
 
@@ -737,8 +859,8 @@ def make_waveform_augmenter(
             if bank is not None and bank.channels not in (1, x.shape[-1]):
                 raise ValueError(f"a {bank.channels}-channel bank cannot augment {x.shape[-1]}-channel audio")
         seed = example_seed(base_seed, example_index)
-        for name in TRANSFORM_ORDER:
-            prob = float(getattr(policy, f"{name}_prob"))
+        for name in STEP_ORDER:
+            prob = probs[name]
             if prob <= 0.0:
                 continue
             run_seed, draw_seed = tf.unstack(split_seed(
@@ -749,9 +871,10 @@ def make_waveform_augmenter(
             else:
                 run = tf.random.stateless_uniform([], run_seed) < prob
                 out = tf.cond(run, lambda: transform(x, draw_seed), lambda: x)
-            x = _same_shape(out, x)
+            x = out if name in resizing else _same_shape(out, x)
         return x
 
+    augment.output_samples = lambda samples: policy.output_samples(samples, sample_rate)
     return augment
 
 
@@ -759,12 +882,17 @@ def augment_batch(augmenter: Callable, x, first_index, *, parallel_iterations: i
     """Apply a per-example ``augmenter`` to a batch ``[batch, samples, channels]``.
 
     Example ``j`` gets index ``first_index + j`` (``tf.map_fn``; graph-compatible, e.g. inside
-    ``make_dataset``'s batch ``augment`` with ``first_index = batch_index * batch_size``).
+    ``make_dataset``'s batch ``augment`` with ``first_index = batch_index * batch_size``). The
+    output has ``augmenter.output_samples(samples)`` samples (:func:`make_waveform_augmenter`;
+    an augmenter without that attribute keeps the length).
     """
     x = tf.convert_to_tensor(x)
+    output_samples = getattr(augmenter, "output_samples", lambda samples: samples)
+    example = tf.TensorShape([output_samples(x.shape[1]), *x.shape[2:]])
     indices = tf.cast(first_index, tf.int64) + tf.range(tf.shape(x)[0], dtype=tf.int64)
     out = tf.map_fn(
         lambda args: augmenter(args[0], args[1]), (x, indices),
-        fn_output_signature=tf.TensorSpec(x.shape[1:], tf.float32), parallel_iterations=parallel_iterations,
+        fn_output_signature=tf.TensorSpec(example, tf.float32), parallel_iterations=parallel_iterations,
     )
-    return _same_shape(out, x)
+    out.set_shape([x.shape[0], *example])
+    return out

@@ -166,9 +166,8 @@ def _contract_macs(layer: LayerContract, input_shape: Shape, output_shape: Shape
 
 
 @functools.cache
-def _contract_spec(layer_type: type) -> KernelSpec:
-    return _spec(layer_type, tuple(layer_type.kernel_attributes), _contract_macs,
-                 prunable=layer_type.prunable, qat=QAT_CONTRACT)
+def _contract_spec(layer_type: type, kernel_attributes: tuple[str, ...]) -> KernelSpec:
+    return _spec(layer_type, kernel_attributes, _contract_macs, prunable=layer_type.prunable, qat=QAT_CONTRACT)
 
 
 def _owns_model_weights(layer: keras.layers.Layer) -> bool:
@@ -185,7 +184,9 @@ def kernel_spec(layer: keras.layers.Layer) -> KernelSpec | None:
     """
     layer = inner_layer(layer)
     if isinstance(layer, LayerContract):
-        return _contract_spec(type(layer))
+        # The instance's attributes: a layer whose form (e.g. standard or depthwise-separable) decides
+        # which kernels it owns sets them in its constructor.
+        return _contract_spec(type(layer), tuple(layer.kernel_attributes))
     spec = KERNEL_TABLE.get(type(layer))
     if spec is not None:
         return spec

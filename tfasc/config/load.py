@@ -376,8 +376,10 @@ def check_cross_sections(recipe) -> None:
     For ``features.kind: log_mel``, every log-mel parameter against ``data.sample_rate`` (``fmax``
     at most the Nyquist frequency, ``fmin`` below ``fmax``, ``win_length`` at most ``n_fft``, ...;
     :meth:`tfasc.data.features.LogMelParams.check`), ``channel_mode: mid_side`` against
-    ``data.channels`` and the clip length against one STFT frame. A :class:`RecipeError` names the keys.
+    ``data.channels`` and the clip length against one STFT frame; ``augment.waveform.standardize``
+    against ``features.normalization``. A :class:`RecipeError` names the keys.
     """
+    _check_standardize(recipe)
     features, data = recipe.features, recipe.data
     if features.kind == "scalogram":
         _check_scalogram(features, data)
@@ -420,6 +422,15 @@ def check_cross_sections(recipe) -> None:
             f"features.n_fft: {features.n_fft} samples is longer than a clip (data.duration_s {data.duration_s:g} "
             f"at data.sample_rate {rate} is {samples} samples) with features.center: false"
         )
+
+
+def _check_standardize(recipe) -> None:
+    """``augment.waveform.standardize`` standardizes training examples; evaluation clips must get the
+    same whole-clip standardization, ``features.normalization: per_clip`` (AclNet Sec. 3.2)."""
+    mode = recipe.features.normalization
+    if recipe.augment.waveform.standardize and mode != "per_clip":
+        raise RecipeError(f"augment.waveform.standardize: true needs features.normalization: per_clip (evaluation "
+                          f"clips standardized whole, as training examples are), got {mode}")
 
 
 def _check_scalogram(features, data) -> None:

@@ -44,8 +44,11 @@ def _representative_dataset(batches: Iterable[np.ndarray]):
     return generate
 
 
-def _one_example_function(model: keras.Model):
+def _one_example_function(model: keras.Model, input_shape=None):
     """The model's inference graph for one example (batch fixed at 1), as a concrete function.
+
+    ``input_shape`` (no batch axis) fixes the dimensions a model accepting any length leaves
+    unknown: a flatbuffer for TFLite Micro has static shapes.
 
     The flatbuffers take one example at a time anyway; a static batch lets the converter fold shape
     arithmetic that a dynamic batch keeps at run time. A Keras ``Reshape`` reads the batch size with
@@ -54,7 +57,15 @@ def _one_example_function(model: keras.Model):
     """
     if len(model.inputs) != 1:
         raise ValueError(f"model {model.name!r} has {len(model.inputs)} inputs: expected one")
-    spec = tf.TensorSpec([1, *model.inputs[0].shape[1:]], model.inputs[0].dtype)
+    shape = tuple(model.inputs[0].shape[1:])
+    if input_shape is not None:
+        if len(input_shape) != len(shape) or any(d is not None and d != e for d, e in zip(shape, input_shape)):
+            raise ValueError(f"model {model.name!r}: input {list(shape)} does not accept input_shape {list(input_shape)}")
+        shape = tuple(int(d) for d in input_shape)
+    if None in shape:
+        raise ValueError(f"model {model.name!r} accepts inputs {list(shape)} of any length: pass input_shape "
+                         "(or representative data) to fix it for conversion")
+    spec = tf.TensorSpec([1, *shape], model.inputs[0].dtype)
     return tf.function(lambda x: model(x, training=False), autograph=False).get_concrete_function(spec)
 
 
@@ -63,6 +74,7 @@ def to_tflite(
     *,
     kind: TFLiteKind = "int8",
     representative_data: Iterable[np.ndarray] | None = None,
+    input_shape: tuple[int, ...] | None = None,
 ) -> bytes:
     """Convert ``model`` to a TFLite flatbuffer.
 
@@ -72,10 +84,15 @@ def to_tflite(
             (float16 weights, float compute) or ``"float32"``.
         representative_data: iterable of ``[1, ...]`` float32 input batches; required
             for int8 conversion of a model that is not quantization-aware, optional otherwise.
+        input_shape: one example's shape (no batch axis) for a model whose input length is
+            unknown (``aclnet``); default: the model's own, else the first representative batch's.
     """
     if kind not in _KINDS:
         raise ValueError(f"kind={kind!r}: expected one of {_KINDS}")
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([_one_example_function(model)], model)
+    if input_shape is None and representative_data is not None and None in tuple(model.inputs[0].shape[1:]):
+        representative_data = list(representative_data)
+        input_shape = np.shape(representative_data[0])[1:] if representative_data else None
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([_one_example_function(model, input_shape)], model)
     if kind == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]

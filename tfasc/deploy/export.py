@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from tfasc import metrics as metric_fns
+from tfasc.compress.graph import with_input_shape
 from tfasc.deploy import bundle, convert, flatbuffer, profile, tflm
 from tfasc.evaluate import clip_probabilities, score
 from tfasc.files import write_atomic
@@ -98,9 +99,10 @@ def export_model(
                          f"{len(eval_targets)} targets")
     out_dir = Path(out_dir)
     calibration = [example[np.newaxis] for example in np.asarray(representative, np.float32)]
-    int8 = convert.to_tflite(int8_source, kind="int8", representative_data=calibration)
-    float16 = convert.to_tflite(float_model, kind="float16")
-    float32 = convert.to_tflite(float_model, kind="float32")
+    example_shape = tuple(np.shape(eval_inputs)[1:])  # fixes the length of a model that accepts any
+    int8 = convert.to_tflite(int8_source, kind="int8", representative_data=calibration, input_shape=example_shape)
+    float16 = convert.to_tflite(float_model, kind="float16", input_shape=example_shape)
+    float32 = convert.to_tflite(float_model, kind="float32", input_shape=example_shape)
     ops = flatbuffer.check_builtin_only(int8)
 
     input_q, output_q = convert.io_quantization(int8)
@@ -140,7 +142,8 @@ def export_model(
     write_atomic(out_dir / FLOAT16_FILE, float16)
     write_atomic(out_dir / FLOAT32_FILE, float32)
 
-    complexity = profile.profile_model(profiled_model or float_model, clip_seconds=clip_seconds, tflite_int8=int8)
+    profiled = with_input_shape(profiled_model or float_model, example_shape)  # MACs of one evaluation input
+    complexity = profile.profile_model(profiled, clip_seconds=clip_seconds, tflite_int8=int8)
     return {
         "metrics": int8_metrics,
         "float_metrics": float_metrics,

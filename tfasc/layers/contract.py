@@ -5,7 +5,9 @@ own class everything the rest of the toolkit asks about it:
 
 - ``kernel_attributes``: names of the attributes holding its kernels, the weights that multiply
   inputs (what pruning zeroes and MACs are counted for); ``()`` when it owns none (normalization
-  statistics and affine parameters are not kernels, as for ``BatchNormalization``);
+  statistics and affine parameters are not kernels, as for ``BatchNormalization``). A class
+  attribute, or an instance attribute set in the constructor when the layer's configuration decides
+  which kernels it owns (a standard or depthwise-separable convolution block);
 - ``prunable``: whether pruning may zero those kernels;
 - ``count_macs(input_shape, output_shape)``: multiply-accumulates of one call;
 - ``quantize_config()``: the TF-MOT ``QuantizeConfig`` QAT annotates it with, or ``None`` when

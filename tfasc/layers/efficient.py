@@ -39,6 +39,7 @@ import tfasc  # noqa: F401  (selects tf_keras before TensorFlow is imported)
 import tensorflow as tf
 import tf_keras as keras
 
+from tfasc.layers.chain import SubLayerChain
 from tfasc.layers.contract import LayerContract
 
 
@@ -126,8 +127,9 @@ class Swish(LayerContract, keras.layers.Layer):
         return config
 
 
-class _SwishModule(LayerContract, keras.layers.Layer):
-    """Shared machinery of the two modules: BatchNorm / Swish factories, config, export helpers."""
+class _SwishModule(SubLayerChain, LayerContract, keras.layers.Layer):
+    """Shared machinery of the two modules: BatchNorm / Swish factories, config; the chain of sub-layers
+    is :class:`tfasc.layers.chain.SubLayerChain`'s."""
 
     def __init__(
         self,
@@ -157,38 +159,6 @@ class _SwishModule(LayerContract, keras.layers.Layer):
 
     def _swish(self, suffix: str) -> Swish:
         return Swish(beta=self.beta, trainable_beta=self.trainable_beta, name=suffix)
-
-    @staticmethod
-    def _export(layer: keras.layers.Layer, x, *, name: str, trainable: bool):
-        """Call a stock copy of sub-layer ``layer`` (weights copied) named ``{name}_{layer.name}``."""
-        if isinstance(layer, Swish):
-            return layer.export_form(x, name=f"{name}_{layer.name}", trainable=trainable)
-        config = {**layer.get_config(), "name": f"{name}_{layer.name}", "trainable": trainable}
-        copy = type(layer).from_config(config)
-        y = copy(x)
-        copy.set_weights(layer.get_weights())
-        return y
-
-    def _layers(self) -> tuple[keras.layers.Layer, ...]:
-        """The sub-layers in call order (created by the subclass's ``build``)."""
-        raise NotImplementedError
-
-    def _build_chain(self, input_shape) -> None:
-        """Build every sub-layer on the shape the one before it gives."""
-        shape = tf.TensorShape(input_shape)
-        for layer in self._layers():
-            layer.build(shape)
-            shape = tf.TensorShape(layer.compute_output_shape(shape))
-
-    def _call_chain(self, x, training=None):
-        for layer in self._layers():
-            x = layer(x, training=training) if isinstance(layer, keras.layers.BatchNormalization) else layer(x)
-        return x
-
-    def _export_chain(self, x, *, name: str, trainable: bool):
-        for layer in self._layers():
-            x = self._export(layer, x, name=name, trainable=trainable)
-        return x
 
     def compute_output_shape(self, input_shape):
         return tf.TensorShape(input_shape)[:-1].concatenate([self.filters])

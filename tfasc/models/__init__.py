@@ -6,3 +6,4 @@ from tfasc.models import shared_resnet  # noqa: F401  (registers "shared_resnet"
 from tfasc.models import waveform  # noqa: F401  (registers "waveform_cnn")
 from tfasc.models import ds_cnn  # noqa: F401  (registers "ds_cnn")
 from tfasc.models import searched_cnn  # noqa: F401  (registers "searched_cnn", "wu_lee_a", "wu_lee_b")
+from tfasc.models import aclnet  # noqa: F401  (registers "aclnet")

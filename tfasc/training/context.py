@@ -16,7 +16,7 @@ import tf_keras as keras
 
 from tfasc.augment.mixing import make_batch_augmenter
 from tfasc.data.pipeline import make_dataset
-from tfasc.data.prepare import PreparedData
+from tfasc.data.prepare import PreparedData, frontend_of
 from tfasc.evaluate import evaluate_model
 from tfasc.training import loop
 from tfasc.training.rundir import Manifest, RunClock
@@ -58,24 +58,34 @@ class StageContext:
     def train_dataset(self, start_batch: int = 0):
         """The endless, shuffled, augmented training batches from global batch ``start_batch`` on
         (the same batches whether a run was resumed or not). With ``augment.waveform`` the decoded
-        clips are augmented per example, then go through the front-end, every batch. With
-        ``features.segment_frames`` every segment of every clip is an example with its clip's label."""
+        clips are augmented per example, then go through the front-end, every batch: the inputs
+        are the front-end's output for the augmented length (``augment.waveform.crop_s`` or
+        ``window_s`` when set), and are normalized as the recipe says unless the chain standardized
+        waveforms fed to the model as they are (``standardize`` with ``features.kind: waveform``).
+        With ``features.segment_frames`` every segment of every clip is an example with its clip's label."""
         recipe, data = self.recipe, self.data
         policy = recipe.augment
-        augment = make_batch_augmenter(policy, recipe.data.seed) if policy.enabled else None
+        augment = (make_batch_augmenter(policy, recipe.data.seed, steps_per_epoch=self.steps_per_epoch())
+                   if policy.enabled else None)
+        batches = dict(batch_size=recipe.data.batch_size, shuffle=True, seed=recipe.data.seed, augment=augment,
+                       repeat=True, start_batch=start_batch)
+        targets = data.input_targets(data.train_targets)
         clips = data.train_clips
-        return make_dataset(
-            data.inputs(data.train.features) if clips is None else clips.features, data.input_targets(data.train_targets),
-            batch_size=recipe.data.batch_size, shuffle=True, seed=recipe.data.seed,
-            normalize=data.normalization, augment=augment, repeat=True, start_batch=start_batch,
-            **({} if clips is None else dict(transform=self.clip_transform(), transformed_shape=data.input_shape)),
-        )
+        if clips is None:
+            return make_dataset(data.inputs(data.train.features), targets, normalize=data.normalization, **batches)
+        waveform = policy.waveform
+        samples, channels = clips.features.shape[1:]
+        shape = frontend_of(recipe).output_shape(waveform.output_samples(samples, recipe.data.sample_rate), channels)
+        # The chain's standardization is the per_clip normalization (AclNet Sec. 3.2 puts it before
+        # the gain); normalizing the model's waveform inputs again would undo the gain.
+        standardized = waveform.standardize and recipe.features.kind == "waveform"
+        return make_dataset(clips.features, targets, normalize=None if standardized else data.normalization,
+                            transform=self.clip_transform(), transformed_shape=shape, **batches)
 
     def clip_transform(self) -> Callable:
         """``fn(clips [batch, samples, channels], batch_index) -> features``: the recipe's waveform
         augmentation (example ``batch_index * batch_size + row``) and front-end, in graph mode."""
         from tfasc.augment.waveform import augment_batch, make_waveform_augmenter
-        from tfasc.data.prepare import frontend_of
 
         recipe = self.recipe
         batch_size, sample_rate = recipe.data.batch_size, recipe.data.sample_rate
@@ -84,6 +94,9 @@ class StageContext:
         frontend = frontend_of(recipe)
         cache_dtype = tf.as_dtype(np.dtype(frontend.cache_dtype)) if recipe.data.cache else tf.float32
 
+        # Plain TensorFlow ops with Python control flow on static values only: AutoGraph's conversion
+        # of the whole chain would only cost seconds each time a dataset is built.
+        @tf.autograph.experimental.do_not_convert
         def transform(clips, batch_index):
             clips = augment_batch(augmenter, clips, tf.cast(batch_index, tf.int64) * batch_size)
             features = frontend(clips, sample_rate=sample_rate)
