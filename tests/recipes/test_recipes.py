@@ -163,3 +163,82 @@ def test_search_dcase2020_1b_recipe_trains_model_b_end_to_end_on_synthesized_dat
     assert report["deploy"]["metrics"]["examples"] == report["metrics"]["examples"]  # clips, not segments
     config = (out / "deploy" / "model_config.h").read_text()
     assert "kFeatureScalogramBins = 32" in config and "kSegmentFrames = 32" in config
+
+
+def test_esc50_aclnet_recipe_has_the_papers_settings():
+    recipe = load_recipe(RECIPES / "esc50_aclnet.yaml")
+    # Sec. 3.1: 16 kHz, the whole 5 s clip at test time, the five official folds.
+    assert (recipe.data.dataset, recipe.data.sample_rate, recipe.data.duration_s) == ("esc50", 16000, 5.0)
+    assert (recipe.crossval.option, recipe.crossval.folds) == ("eval_fold", (1, 2, 3, 4, 5))
+    # Sec. 4.2's best DWSC front-end; Sec. 2.2 dropout.
+    assert recipe.model.name == "aclnet"
+    assert {k: recipe.model.options[k] for k in ("c1", "s1", "s2", "conv_type", "dropout")} == {
+        "c1": 16, "s1": 2, "s2": 4, "conv_type": "dwsc", "dropout": 0.2}
+    # Sec. 3.2: 2 s window, standardize, speed uniform in [0.8, 1.25], 1.5 s crop, +-6 dB gain.
+    wave = recipe.augment.waveform
+    assert (wave.window_s, wave.standardize, wave.crop_s) == (2.0, True, 1.5)
+    assert (wave.speed_prob, wave.speed_range, wave.speed_distribution) == (1.0, (0.8, 1.25), "uniform")
+    assert (wave.gain_prob, wave.gain_db) == (1.0, (-6.0, 6.0))
+    assert recipe.features.normalization == "per_clip"
+    # Sec. 3.3-3.4: mixup alpha 0.1 after 100 epochs; SGD 0.9, 2e-4, batch 64, 0.2 / 0.04 / 0.016.
+    augment = recipe.augment
+    assert (augment.mixup_prob, augment.mixup_alpha, augment.mixup_warmup_epochs) == (1.0, 0.1, 100)
+    training = recipe.training
+    assert (training.optimizer, training.momentum, training.weight_decay, recipe.data.batch_size) == ("sgd", 0.9, 2e-4, 64)
+    schedule = training.schedule
+    assert (schedule.name, schedule.boundaries, schedule.values) == ("piecewise_constant", (500, 1500), (0.2, 0.04, 0.016))
+    assert training.epochs == 2000 and training.learning_rate == 0.2
+
+
+def write_esc50(root: Path, *, classes: int = 3, folds: int = 5, sample_rate: int = 8000) -> Path:
+    """The ESC-50 layout: ``meta/esc50.csv`` and ``audio/{fold}-{src}-A-{target}.wav``, one tone per class."""
+    import soundfile
+
+    rng = np.random.default_rng(0)
+    (root / "audio").mkdir(parents=True)
+    rows = ["filename,fold,target,category,esc10,src_file,take"]
+    t = np.arange(int(0.6 * sample_rate)) / sample_rate
+    for fold in range(1, folds + 1):
+        for target in range(classes):
+            for take in "AB":
+                source = f"{fold}{target}{take}"
+                name = f"{fold}-{source}-{take}-{target}.wav"
+                tone = 0.3 * np.sin(2 * np.pi * (400 + 700 * target) * t) + 0.05 * rng.normal(size=t.size)
+                soundfile.write(root / "audio" / name, tone, sample_rate, subtype="PCM_16")
+                rows.append(f"{name},{fold},{target},class{target},False,{source},{take}")
+    (root / "meta").mkdir()
+    (root / "meta" / "esc50.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.mark.slow
+def test_esc50_aclnet_recipe_runs_crossval_on_synthesized_esc50_data(tmp_path):
+    """The shipped recipe through ``python -m tfasc.crossval`` (tiny: 8 kHz, 0.6 s clips, 0.5 s windows,
+    0.4 s crops, fold 2 held out, two epochs), its int8 model bit-exact in TFLite Micro."""
+    from tfasc.crossval import main as crossval_main
+
+    root = write_esc50(tmp_path / "ESC-50-master")
+    overrides = {
+        "data.root": str(root), "data.cache_dir": str(tmp_path / "cache"), "data.sample_rate": 8000,
+        "data.duration_s": 0.6, "data.batch_size": 8, "model.sample_rate": 8000, "model.width_multiplier": 0.125,
+        "model.llf_filters": 16, "augment.waveform.window_s": 0.5, "augment.waveform.crop_s": 0.4,
+        "augment.mixup_warmup_epochs": 1, "training.epochs": 2, "training.learning_rate": 0.01,
+        "training.schedule": "{name: constant}", "compress.qat.epochs": 1, "export.verify_examples": 6,
+        "export.representative_examples": 8, "export.smallest_arena": "false", "crossval.folds": "[2]",
+        "output.dir": str(tmp_path / "runs"), "output.tensorboard": "false", "output.plots": "false",
+    }
+    argv = [str(RECIPES / "esc50_aclnet.yaml"), "--out", str(tmp_path / "cv")]
+    for key, value in overrides.items():
+        argv += ["--set", f"{key}={value}"]
+    assert crossval_main(argv) == 0
+    summary = json.loads((tmp_path / "cv" / "crossval.json").read_text())
+    assert summary["finished"] == [2]
+    report = json.loads((tmp_path / "cv" / "fold-2" / "report.json").read_text())
+    deploy = report["deploy"]
+    assert deploy["tflm"]["bit_exact"] and deploy["tflm"]["examples"] == 6
+    assert report["data"]["classes"] == ["class0", "class1", "class2"]
+    assert report["data"]["eval_examples"] == 6  # fold 2: 3 classes x 2 takes
+    assert set(deploy["ops"]) <= {"CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "MEAN", "RESHAPE", "TRANSPOSE"}
+    # Trained on 0.4 s crops, the int8 model takes the whole 0.6 s clip: 4,800 int8 samples.
+    tflite = next((tmp_path / "cv" / "fold-2" / "deploy").glob("*.tflite")).read_bytes()
+    assert io_quantization(tflite)[0].shape == (1, 4800, 1)

@@ -46,7 +46,7 @@ import tensorflow as tf
 import tf_keras as keras
 from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer
 
-from tfasc.layers.contract import LayerContract, Shape
+from tfasc.layers.contract import LayerContract, Shape, attribute
 
 #: How 8-bit QAT handles a layer type (``KernelSpec.qat``).
 QAT_TFMOT = "tfmot"  # TF-MOT's default 8-bit registry has a config for it
@@ -199,7 +199,7 @@ def kernels_of(layer: keras.layers.Layer) -> list[tf.Variable]:
     """The kernel variables ``layer`` owns, prunable or not (``[]`` for none)."""
     spec = kernel_spec(layer)
     layer = inner_layer(layer)
-    return [getattr(layer, name) for name in spec.kernels] if spec else []
+    return [attribute(layer, name) for name in spec.kernels] if spec else []
 
 
 def prunable_kernels(layer: keras.layers.Layer) -> list[tf.Variable]:

@@ -116,7 +116,7 @@ class ConvBlock(_ConvBlockBase):
     weights; MACs per call ``H'*W'*filters*kh*kw*in``.
     """
 
-    kernel_attributes = ("kernel",)
+    kernel_attributes = ("conv.kernel",)
 
     def build(self, input_shape):
         self._check_input(input_shape)
@@ -126,10 +126,6 @@ class ConvBlock(_ConvBlockBase):
         self.relu = keras.layers.ReLU(name="relu")
         self._build_chain(input_shape)
         super().build(input_shape)
-
-    @property
-    def kernel(self):
-        return self.conv.kernel
 
     def _layers(self):
         return (self.conv, self.bn, self.relu)
@@ -148,7 +144,7 @@ class SeparableConvBlock(_ConvBlockBase):
     weights; MACs per call ``H'*W'*in*(kh*kw + filters)``.
     """
 
-    kernel_attributes = ("depthwise_kernel", "pointwise_kernel")
+    kernel_attributes = ("depthwise.depthwise_kernel", "pointwise.kernel")
 
     def build(self, input_shape):
         self._check_input(input_shape)
@@ -161,14 +157,6 @@ class SeparableConvBlock(_ConvBlockBase):
         self.pointwise_relu = keras.layers.ReLU(name="pointwise_relu")
         self._build_chain(input_shape)
         super().build(input_shape)
-
-    @property
-    def depthwise_kernel(self):
-        return self.depthwise.depthwise_kernel
-
-    @property
-    def pointwise_kernel(self):
-        return self.pointwise.kernel
 
     def _layers(self):
         return (self.depthwise, self.depthwise_bn, self.depthwise_relu,
@@ -265,8 +253,8 @@ class AclNetFrontEnd(SubLayerChain, LayerContract, keras.layers.Layer):
         self.conv_type, self.filters, self.frame_ms = conv_type, int(filters), float(frame_ms)
         self.bn_momentum, self.bn_epsilon = float(bn_momentum), float(bn_epsilon)
         self.geometry = front_end_geometry(self.sample_rate, self.s1, self.s2, self.frame_ms)
-        conv2 = ("conv2_kernel",) if conv_type == "sc" else ("conv2_depthwise_kernel", "conv2_pointwise_kernel")
-        self.kernel_attributes = ("conv1_kernel", *conv2)
+        self.kernel_attributes = (*(f"conv1.{name}" for name in ConvBlock.kernel_attributes),
+                                  *(f"conv2.{name}" for name in CONV_BLOCKS[conv_type].kernel_attributes))
 
     def _blocks_input_shape(self, input_shape) -> tf.TensorShape:
         shape = tf.TensorShape(input_shape)
@@ -282,22 +270,6 @@ class AclNetFrontEnd(SubLayerChain, LayerContract, keras.layers.Layer):
         self.pool = keras.layers.MaxPooling2D((1, g.pool), strides=(1, g.pool), padding="valid", name="pool")
         self._build_chain(self._blocks_input_shape(input_shape))
         super().build(input_shape)
-
-    @property
-    def conv1_kernel(self):
-        return self.conv1.kernel
-
-    @property
-    def conv2_kernel(self):
-        return self.conv2.kernel
-
-    @property
-    def conv2_depthwise_kernel(self):
-        return self.conv2.depthwise_kernel
-
-    @property
-    def conv2_pointwise_kernel(self):
-        return self.conv2.pointwise_kernel
 
     def _layers(self):
         return (self.conv1, self.conv2, self.pool)

@@ -3,7 +3,8 @@
 A tfasc layer subclasses :class:`LayerContract` (before ``keras.layers.Layer``) and states in its
 own class everything the rest of the toolkit asks about it:
 
-- ``kernel_attributes``: names of the attributes holding its kernels, the weights that multiply
+- ``kernel_attributes``: names (dotted paths through sub-layers, e.g. ``"depthwise.depthwise_kernel"``)
+  of the attributes holding its kernels, the weights that multiply
   inputs (what pruning zeroes and MACs are counted for); ``()`` when it owns none (normalization
   statistics and affine parameters are not kernels, as for ``BatchNormalization``). A class
   attribute, or an instance attribute set in the constructor when the layer's configuration decides
@@ -30,9 +31,15 @@ Shapes passed to ``count_macs`` are tuples with the batch as 1, in the layer's o
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, ClassVar, Optional
 
 Shape = tuple[int, ...]
+
+
+def attribute(obj: Any, path: str) -> Any:
+    """``obj.a.b`` for ``path = "a.b"``: a kernel attribute may name a sub-layer's variable."""
+    return functools.reduce(getattr, path.split("."), obj)
 
 
 class LayerContract:
@@ -51,7 +58,7 @@ class LayerContract:
 
     def kernel_weights(self) -> list:
         """The variables named by ``kernel_attributes``."""
-        return [getattr(self, name) for name in self.kernel_attributes]
+        return [attribute(self, name) for name in self.kernel_attributes]
 
     def get_prunable_weights(self) -> list:
         """The kernels pruning may zero (TF-MOT's ``PrunableLayer`` API)."""

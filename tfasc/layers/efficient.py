@@ -189,7 +189,7 @@ class DepthwiseSeparableModule(_SwishModule):
     ``F*T*in*(k*k + filters)``.
     """
 
-    kernel_attributes = ("depthwise_kernel", "pointwise_kernel")
+    kernel_attributes = ("depthwise.depthwise_kernel", "pointwise.kernel")
 
     def build(self, input_shape):
         _check_4d(self, input_shape)
@@ -201,14 +201,6 @@ class DepthwiseSeparableModule(_SwishModule):
         self.pointwise_swish = self._swish("pointwise_swish")
         self._build_chain(input_shape)
         super().build(input_shape)
-
-    @property
-    def depthwise_kernel(self):
-        return self.depthwise.depthwise_kernel
-
-    @property
-    def pointwise_kernel(self):
-        return self.pointwise.kernel
 
     def _layers(self) -> tuple[keras.layers.Layer, ...]:
         return (self.depthwise, self.depthwise_bn, self.depthwise_swish,
@@ -236,7 +228,7 @@ class InvertedResidualModule(_SwishModule):
     e*in*filters`` weights (``e`` = expansion); MACs per call ``F*T*e*in*(in + k*k + filters)``.
     """
 
-    kernel_attributes = ("expand_kernel", "depthwise_kernel", "project_kernel")
+    kernel_attributes = ("expand.kernel", "depthwise.depthwise_kernel", "project.kernel")
 
     def __init__(self, filters: int, kernel_size: int = 3, *, expansion: int = 3, **kwargs: Any) -> None:
         super().__init__(filters, kernel_size, **kwargs)
@@ -260,18 +252,6 @@ class InvertedResidualModule(_SwishModule):
         self.project_bn = self._bn("project_bn")
         self._build_chain(input_shape)
         super().build(input_shape)
-
-    @property
-    def expand_kernel(self):
-        return self.expand.kernel
-
-    @property
-    def depthwise_kernel(self):
-        return self.depthwise.depthwise_kernel
-
-    @property
-    def project_kernel(self):
-        return self.project.kernel
 
     def _layers(self) -> tuple[keras.layers.Layer, ...]:
         return (self.expand, self.expand_bn, self.expand_swish, self.depthwise, self.depthwise_bn,
