@@ -112,6 +112,8 @@ def test_front_end_geometry_follows_table_1_and_scales_with_the_sample_rate():
     at_44k = front_end_geometry(44100, 2, 4)
     assert (at_44k.conv1_kernel, at_44k.conv2_kernel, at_44k.conv1_stride, at_44k.conv2_stride) == (24, 13, 5, 11)
     assert abs(at_44k.hop / 44100 - 0.010) < 0.0005
+    kept = front_end_geometry(44100, 2, 4, scale_strides=False)
+    assert (kept.conv1_kernel, kept.conv1_stride, kept.conv2_stride, kept.pool) == (24, 2, 4, 55)  # 441 / 8
     at_8k = front_end_geometry(8000, 2, 2)
     assert (at_8k.conv1_kernel, at_8k.conv2_kernel, at_8k.hop) == (4, 2, 80)
 

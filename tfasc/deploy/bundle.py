@@ -22,7 +22,9 @@ The front end is a mapping with a ``"kind"`` key:
 - ``"waveform"``: the input is ``[1, samples, channels]`` audio; the header states the sample rate,
   the clip length in samples and seconds, the channels, the standardization and how to turn int16
   PCM into the int8 input (keys ``sample_rate``, ``clip_seconds``, ``audio_channels`` and optional
-  ``standardize_mean`` / ``standardize_std``).
+  ``standardize_mean`` / ``standardize_std`` and ``normalization``). Normalized ``"per_clip"`` (AclNet),
+  the device computes each clip's mean and standard deviation itself with ``input_path.h``: the header
+  states that arithmetic from int16 PCM and why it is not part of the int8 graph.
 
 With segments (``features.segment_frames: N``, Wu & Lee Sec. 3.1/4.2) the model's input is one
 segment ``[1, freq, N, channels]``: the device computes a clip's features ``[freq, frames, channels]``,
@@ -46,6 +48,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from tfasc.data.normalization import VARIANCE_FLOOR
 from tfasc.files import atomic_path
 
 #: TFLite builtin operator -> ``tflite::MicroMutableOpResolver`` method adding it.
@@ -308,6 +311,36 @@ def pcm_to_input(mean: float, std: float, input_scale: float, input_zero_point: 
     return a, b
 
 
+def _per_clip_lines(mode: str) -> list[str]:
+    """What the device computes from int16 PCM for a waveform model normalized per clip, and why
+    that is not part of the int8 graph (``input_path.h`` is the code; tested by feeding int16 PCM
+    through it in ``tests/deploy/test_raw_pcm.py``)."""
+    if mode != "per_clip":
+        raise ValueError(f"waveform frontend: normalization {mode!r}: a waveform model is normalized 'none', "
+                         "'global' or 'per_clip' (the other modes need a frequency axis)")
+    pcm_variance = VARIANCE_FLOOR * PCM_FULL_SCALE**2  # the floor on var(x), in PCM units
+    return [
+        'constexpr const char* kFeatureNormalization = "per_clip";',
+        "// Normalization per clip (Huang & Leanos Sec. 3.2): each clip to zero mean and unit variance over",
+        "// all its samples and channels, computed on the device in front of the int8 model, not inside it:",
+        "// in the graph the mean and 1 / std would be int8 MEAN / SQUARED_DIFFERENCE / RSQRT ops on the raw",
+        "// PCM tensor, whose one int8 scale has to span the loudest recording, so a quiet clip (RMS at",
+        "// -40 dBFS) would reach the model as a few of its 256 levels. For the n = kFeatureClipSamples *",
+        "// kFeatureAudioChannels int16 samples pcm[i] of one clip (cropped to its first kFeatureClipSamples",
+        "// frames or zero-padded at the end, like training), the device computes",
+        "//   1. x[i] = pcm[i] / 32768.0f                                  (how training decoded the WAV)",
+        f"//   2. mean = sum(x) / n; var = max(sum((x - mean)^2) / n, {VARIANCE_FLOOR!r})   in double, two passes",
+        "//   3. y[i] = (x[i] - (float)mean) * (float)(1 / sqrt(var))      in float",
+        "//   4. q[i] = clamp(round_half_away(y[i] / kInputScale) + kInputZeroPoint, -128, 127)   in double",
+        "// input_path.h's tfasc_features_to_input(x, q) is steps 2-4, the arithmetic of training's",
+        "// normalization and of the int8 inputs the export checked in TFLite Micro. The / 32768 cancels: a",
+        "// power-of-two scale is exact in binary floating point, so x[i] = (float)pcm[i] gives the same q for",
+        f"// every clip with var(pcm) >= {VARIANCE_FLOOR!r} * 32768^2 = {pcm_variance:.3g} (PCM std >= "
+        f"{math.sqrt(pcm_variance):.2f} LSB); keep the",
+        "// / 32768 for digital near-silence below that, where the variance floor acts on var(x) as in training.",
+    ]
+
+
 def _waveform_lines(frontend: Mapping[str, Any], shape: Sequence[int], input_q: tuple[float, int]) -> list[str]:
     _check_waveform(frontend, shape)
     mean, std = frontend.get("standardize_mean"), frontend.get("standardize_std")
@@ -325,10 +358,7 @@ def _waveform_lines(frontend: Mapping[str, Any], shape: Sequence[int], input_q: 
         f"constexpr int kFeatureAudioChannels = {int(frontend['audio_channels'])};",
     ]
     if frontend.get("normalization") not in _FOLDABLE:
-        return lines + [
-            f"// Normalization: {frontend['normalization']} (statistics of each clip): input_path.h's",
-            "// tfasc_features_to_input(x, q) with x = pcm / 32768 normalizes and quantizes.",
-        ]
+        return lines + _per_clip_lines(frontend["normalization"])
     if standardized:
         lines += [
             "// Standardization from training: x = (pcm / 32768 - mean) / std.",
@@ -483,7 +513,43 @@ _README_INPUT = {
         parameter="const int16_t* pcm",
         quantize="roundf(pcm[i] * kPcmToInputScale + kPcmToInputOffset))",
     ),
+    # A waveform model normalized per clip: the statistics are computed on the device (model_config.h).
+    "waveform_per_clip": dict(
+        config="sample rate, clip length and what the device computes from int16 PCM: the per-clip normalization",
+        input=(
+            "Input: int8 `[1, samples, channels]` raw audio, normalized per clip on the device (not in the graph):\n"
+            "`x = pcm / 32768.0f`, then `input_path.h`'s `tfasc_features_to_input(x, q)` (the clip's mean and standard\n"
+            "deviation, then `kInputScale` / `kInputZeroPoint`); `model_config.h` states the arithmetic and why."
+        ),
+        includes='#include "input_path.h"\n',
+        comment=(
+            "// pcm: kFeatureClipSamples frames of kFeatureAudioChannels interleaved int16 samples at\n"
+            "// kFeatureSampleRate Hz, i.e. laid out [samples][channels] like the input tensor (a longer\n"
+            "// recording cropped to its first kFeatureClipSamples frames, a shorter one zero-padded at the end)."
+        ),
+        parameter="const int16_t* pcm",
+        fill=(
+            "  static float x[kTfascInputValues];\n"
+            "  for (int i = 0; i < kTfascInputValues; ++i) x[i] = pcm[i] / 32768.0f;\n"
+            "  tfasc_features_to_input(x, input->data.int8);  // per-clip mean and std, then quantize"
+        ),
+    ),
 }
+
+
+def _readme_input(kind: str, normalization: str | None) -> dict[str, str]:
+    """The README's input texts for front end ``kind``: its ``_README_INPUT`` entry (the per-clip
+    waveform one for ``normalization`` ``"per_clip"``), with ``includes`` and the ``fill`` code."""
+    key = "waveform_per_clip" if kind == "waveform" and normalization not in _FOLDABLE else kind
+    text = {"includes": "", **_README_INPUT[key]}
+    text.setdefault("fill", (
+        "  const int count = input->bytes;  // int8: one byte per value\n"
+        "  for (int i = 0; i < count; ++i) {\n"
+        f"    int q = static_cast<int>({text.get('quantize')};\n"
+        "    input->data.int8[i] = static_cast<int8_t>(q < -128 ? -128 : (q > 127 ? 127 : q));\n"
+        "  }"
+    ))
+    return text
 
 
 _README_SEGMENTS = """
@@ -534,11 +600,13 @@ TfLiteStatus ClassifyClip(tflite::MicroInterpreter& interpreter, const float* cl
 
 
 def readme_text(*, ops: Sequence[str], arena_bytes: int, model_bytes: int, frontend: str = "log_mel",
-                segment_frames: int | None = None, sigmoid_outputs: bool = False) -> str:
+                segment_frames: int | None = None, sigmoid_outputs: bool = False,
+                normalization: str | None = None) -> str:
     """The bundle's README.md; ``frontend`` is the front-end kind (``FRONTEND_KINDS``); ``segment_frames``:
     the model classifies segments of that many frames and a clip is the mean of its segments'
-    probabilities; ``sigmoid_outputs``: those are per-class sigmoids, not a softmax."""
-    text = _README_INPUT[frontend_kind({"kind": frontend})]
+    probabilities; ``sigmoid_outputs``: those are per-class sigmoids, not a softmax; ``normalization``:
+    the front end's normalization mode (a waveform model's per-clip one is computed on the device)."""
+    text = _readme_input(frontend_kind({"kind": frontend}), normalization)
     activation = ("an independent sigmoid per class of the dequantized logits (`kSigmoidOutputs`: the model "
                   "was trained with binary cross-entropy)" if sigmoid_outputs else
                   "the softmax of the dequantized logits")
@@ -560,7 +628,7 @@ class probabilities are {activation}.{" The input is one segment of a clip's fea
 #include "ops.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/schema/schema_generated.h"
-
+{text['includes']}
 alignas(16) static uint8_t tensor_arena[kTensorArenaSize];
 
 {text['comment']}
@@ -572,11 +640,7 @@ int Classify({text['parameter']}) {{
   if (interpreter.AllocateTensors() != kTfLiteOk) return -1;
 
   TfLiteTensor* input = interpreter.input(0);
-  const int count = input->bytes;  // int8: one byte per value
-  for (int i = 0; i < count; ++i) {{
-    int q = static_cast<int>({text['quantize']};
-    input->data.int8[i] = static_cast<int8_t>(q < -128 ? -128 : (q > 127 ? 127 : q));
-  }}
+{text['fill']}
   if (interpreter.Invoke() != kTfLiteOk) return -1;
 
   const TfLiteTensor* output = interpreter.output(0);
@@ -634,6 +698,10 @@ def write_bundle(
         raise ValueError(f"arena_bytes={arena_bytes}: expected the positive arena size in bytes")
     if not class_names:
         raise ValueError("class_names is empty: expected one name per output class")
+    mode = frontend.get("normalization")
+    if frontend_kind(frontend) == "waveform" and mode not in _FOLDABLE and getattr(normalization, "mode", None) != mode:
+        raise ValueError(f"waveform frontend normalization {mode!r}: the device computes it with input_path.h; "
+                         f"pass that normalization (got {normalization!r:.80})")
     if output_details is None:
         from tfasc.deploy.convert import io_quantization
 
@@ -658,6 +726,7 @@ def write_bundle(
         "README.md": readme_text(
             ops=ops, arena_bytes=arena, model_bytes=len(tflite_int8), frontend=frontend_kind(frontend),
             segment_frames=segment_frames, sigmoid_outputs=sigmoid_outputs,
+            normalization=frontend.get("normalization"),
         ),
     }
     if normalization is not None:

@@ -198,21 +198,24 @@ class FrontEndGeometry:
         return _same_length(_same_length(samples, self.conv1_stride), self.conv2_stride) // self.pool
 
 
-def front_end_geometry(sample_rate: int, s1: int, s2: int, frame_ms: float = 10.0) -> FrontEndGeometry:
+def front_end_geometry(sample_rate: int, s1: int, s2: int, frame_ms: float = 10.0, *,
+                       scale_strides: bool = True) -> FrontEndGeometry:
     """The LLF's geometry at ``sample_rate`` from Table 1's 16 kHz values (Sec. 2.1).
 
-    Kernels 9 and 5 and the strides ``s1``, ``s2`` scale linearly with ``sample_rate / 16000``,
-    rounded down (at least 1): at 44.1 kHz the kernels are 24 and 13, which gives Table 3's LLF
-    parameter counts (1.81k DWSC, 6.99k SC). The pooling is the whole number of Conv2 outputs nearest
-    ``frame_ms``, so frames are exactly 10 ms where the rate divides (8, 16, 32, 48 kHz) and within a
-    few percent otherwise (44.1 kHz, strides 5 and 11: pool 8, 440 samples, 9.98 ms).
+    Kernels 9 and 5 scale linearly with ``sample_rate / 16000``, rounded down (at least 1): at
+    44.1 kHz they are 24 and 13, which gives Table 3's LLF parameter counts (1.81k DWSC, 6.99k SC).
+    The strides ``s1``, ``s2`` scale the same way with ``scale_strides`` (Sec. 2.1's text), else
+    stay as given (what Table 3's LLF MMACS at 44.1 kHz point to; see the README). The pooling is
+    the whole number of Conv2 outputs nearest ``frame_ms``, so frames are exactly 10 ms where the
+    rate divides (8, 16, 32, 48 kHz) and within a few percent otherwise (44.1 kHz, strides 5 and 11:
+    pool 8, 440 samples, 9.98 ms).
     """
     if int(sample_rate) < 1 or int(s1) < 1 or int(s2) < 1 or not frame_ms > 0:
         raise ValueError(f"AclNet front-end: sample_rate, s1, s2 and frame_ms must be positive, got "
                          f"{sample_rate}, {s1}, {s2}, {frame_ms}")
     scale = int(sample_rate) / REFERENCE_SAMPLE_RATE
     scaled = lambda value: max(1, math.floor(value * scale + 1e-9))  # noqa: E731
-    stride1, stride2 = scaled(s1), scaled(s2)
+    stride1, stride2 = (scaled(s1), scaled(s2)) if scale_strides else (int(s1), int(s2))
     pool = max(1, round(int(sample_rate) * frame_ms / 1000 / (stride1 * stride2)))
     return FrontEndGeometry(scaled(CONV1_KERNEL_16K), stride1, scaled(CONV2_KERNEL_16K), stride2, pool)
 
@@ -226,7 +229,7 @@ class AclNetFrontEnd(SubLayerChain, LayerContract, keras.layers.Layer):
     (:class:`FrontEndGeometry`; 1.28 s at 16 kHz gives Table 1's 128). Conv1: :class:`ConvBlock`,
     ``c1`` channels, kernel 9, stride ``s1``; Conv2: ``conv_type`` block (SC or DWSC), ``filters``
     channels, kernel 5, stride ``s2``; Maxpool1 over ``pool`` frames; all at 16 kHz and scaled with
-    ``sample_rate`` (:func:`front_end_geometry`). The paper's best settings: ``(c1, s1, s2) =
+    ``sample_rate`` (the strides only with ``scale_strides``; :func:`front_end_geometry`). The paper's best settings: ``(c1, s1, s2) =
     (8, 2, 2)`` for SC and ``(16, 2, 4)`` for DWSC (Sec. 4.2).
     """
 
@@ -240,6 +243,7 @@ class AclNetFrontEnd(SubLayerChain, LayerContract, keras.layers.Layer):
         filters: int = 64,
         frame_ms: float = 10.0,
         *,
+        scale_strides: bool = True,
         bn_momentum: float = 0.99,
         bn_epsilon: float = 1e-3,
         **kwargs: Any,
@@ -251,8 +255,10 @@ class AclNetFrontEnd(SubLayerChain, LayerContract, keras.layers.Layer):
             raise ValueError(f"AclNetFrontEnd: c1 and filters must be >= 1, got {c1} and {filters}")
         self.sample_rate, self.c1, self.s1, self.s2 = int(sample_rate), int(c1), int(s1), int(s2)
         self.conv_type, self.filters, self.frame_ms = conv_type, int(filters), float(frame_ms)
+        self.scale_strides = bool(scale_strides)
         self.bn_momentum, self.bn_epsilon = float(bn_momentum), float(bn_epsilon)
-        self.geometry = front_end_geometry(self.sample_rate, self.s1, self.s2, self.frame_ms)
+        self.geometry = front_end_geometry(self.sample_rate, self.s1, self.s2, self.frame_ms,
+                                           scale_strides=self.scale_strides)
         self.kernel_attributes = (*(f"conv1.{name}" for name in ConvBlock.kernel_attributes),
                                   *(f"conv2.{name}" for name in CONV_BLOCKS[conv_type].kernel_attributes))
 
@@ -302,6 +308,7 @@ class AclNetFrontEnd(SubLayerChain, LayerContract, keras.layers.Layer):
         config = super().get_config()
         config.update({"sample_rate": self.sample_rate, "c1": self.c1, "s1": self.s1, "s2": self.s2,
                        "conv_type": self.conv_type, "filters": self.filters, "frame_ms": self.frame_ms,
+                       "scale_strides": self.scale_strides,
                        "bn_momentum": self.bn_momentum, "bn_epsilon": self.bn_epsilon})
         return config
 

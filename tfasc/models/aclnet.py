@@ -49,6 +49,7 @@ def build_aclnet(
     width_multiplier: float = 1.0,
     llf_filters: int = 64,
     frame_ms: float = 10.0,
+    scale_strides: bool = True,
     dropout: float = 0.2,
     bn_momentum: float = 0.99,
 ):
@@ -63,6 +64,8 @@ def build_aclnet(
         width_multiplier: scales Conv3-Conv11's channels (Sec. 2.4; Table 3: 0.125-1.5).
         llf_filters: Conv2's channels, the image's height (Table 1: 64).
         frame_ms: the front-end's frame period (Sec. 2.1: 10 ms).
+        scale_strides: scale ``s1``, ``s2`` with the sample rate like the kernels (Sec. 2.1's text);
+            False keeps them (Table 3's 44.1 kHz LLF MMACS suggest the paper did; README).
         dropout: before Conv12 (Sec. 2.2: 0.2).
         bn_momentum: of every BatchNorm's moving statistics.
     """
@@ -73,8 +76,8 @@ def build_aclnet(
     if num_classes < 1:
         raise ValueError(f"aclnet: num_classes must be >= 1, got {num_classes}")
     inputs = keras.Input(shape=(None, *input_shape[1:]), name="waveform")  # any length
-    x = AclNetFrontEnd(sample_rate, c1, s1, s2, conv_type, llf_filters, frame_ms, bn_momentum=bn_momentum,
-                       name="llf")(inputs)
+    x = AclNetFrontEnd(sample_rate, c1, s1, s2, conv_type, llf_filters, frame_ms, scale_strides=scale_strides,
+                       bn_momentum=bn_momentum, name="llf")(inputs)
     number = 3
     for group, channels in enumerate(hlf_channels(width_multiplier)):
         for filters in channels:

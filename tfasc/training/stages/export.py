@@ -89,6 +89,7 @@ class ExportStage(Stage):
             f"{percent(deploy['top1_agreement_with_keras_source'])}",
             f"- TFLite Micro vs TFLite reference kernels on {tflm['examples']} evaluation "
             f"{'segments' if report['data'].get('segment_frames') else 'clips'}: {exact}",
+            f"- int8 metrics from TFLite's {deploy.get('int8_evaluation_kernels', 'optimized')} kernels",
             f"- tensor arena used: {tflm['arena_bytes_used']:,} bytes{smallest}",
             f"- ops: {', '.join(deploy['ops'])}",
             f"- files: int8 {files['int8']['bytes']:,} B, float16 {files['float16']['bytes']:,} B, "
