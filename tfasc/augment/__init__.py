@@ -4,7 +4,7 @@
   (:mod:`tfasc.augment.mixing`, :mod:`tfasc.augment.masking`): mixup, FreqMix, CutMix, SpecAugment.
 - Per-example waveform augmentations on ``x [samples, channels]`` (:mod:`tfasc.augment.waveform`):
   speed perturbation, pitch shift, time shift, impulse-response convolution, background noise at
-  a random SNR, gain. (Not yet a recipe section: use them in your own ``tf.data`` pipeline.)
+  a random SNR, gain, and AclNet's window / standardize / crop; the recipe's ``augment.waveform``.
 """
 
 from tfasc.augment.masking import specaugment  # noqa: F401
