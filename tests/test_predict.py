@@ -262,3 +262,11 @@ def test_the_int8_model_is_checked_against_the_manifest(run, tmp_path, capsys):
     assert P.main([str(copy), clip, "--float"]) == 0
     lines, _ = printed(capsys)
     assert len(lines) == 1 and lines[0][0] == clip
+
+
+def test_a_model_taking_any_length_takes_the_recipes_windows():
+    from tfasc.training.rundir import RunDirError
+
+    P._check_io(Path("model.keras"), (None, 1), 3, (WINDOW, 1), ["a", "b", "c"])  # aclnet's input
+    with pytest.raises(RunDirError, match=r"takes inputs \[None, 2\]"):
+        P._check_io(Path("model.keras"), (None, 2), 3, (WINDOW, 1), ["a", "b", "c"])
