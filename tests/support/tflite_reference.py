@@ -8,12 +8,13 @@ import numpy as np
 def tflite_logits(tflite_path, inputs: np.ndarray, *, reference: bool) -> np.ndarray:
     """The int8 model's dequantized outputs in tf.lite.Interpreter (its reference kernels, which
     TFLite Micro matches bit for bit, or the optimized ones the export's metrics use), inputs
-    quantized half away from zero (as TFLite does)."""
+    quantized half away from zero (as TFLite does). The optimized kernels are the builtin ones without
+    the XNNPack delegate, which rounds int8 differently."""
     import tensorflow as tf
 
     resolver = tf.lite.experimental.OpResolverType
     interpreter = tf.lite.Interpreter(model_path=str(tflite_path), experimental_op_resolver_type=(
-        resolver.BUILTIN_REF if reference else resolver.BUILTIN))
+        resolver.BUILTIN_REF if reference else resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
     interpreter.allocate_tensors()
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
     scale, zero = inp["quantization"]
