@@ -214,7 +214,7 @@ def write_esc50(root: Path, *, classes: int = 3, folds: int = 5, sample_rate: in
 @pytest.mark.slow
 def test_esc50_aclnet_recipe_runs_crossval_on_synthesized_esc50_data(tmp_path):
     """The shipped recipe through ``python -m tfasc.crossval`` (tiny: 8 kHz, 0.6 s clips, 0.5 s windows,
-    0.4 s crops, fold 2 held out, two epochs), its int8 model bit-exact in TFLite Micro."""
+    0.4 s crops, fold 2 held out, two epochs, no QAT), its int8 model bit-exact in TFLite Micro."""
     from tfasc.crossval import main as crossval_main
 
     root = write_esc50(tmp_path / "ESC-50-master")
@@ -223,7 +223,8 @@ def test_esc50_aclnet_recipe_runs_crossval_on_synthesized_esc50_data(tmp_path):
         "data.duration_s": 0.6, "data.batch_size": 8, "model.sample_rate": 8000, "model.width_multiplier": 0.125,
         "model.llf_filters": 16, "augment.waveform.window_s": 0.5, "augment.waveform.crop_s": 0.4,
         "augment.mixup_warmup_epochs": 1, "training.epochs": 2, "training.learning_rate": 0.01,
-        "training.schedule": "{name: constant}", "compress.qat.epochs": 1, "export.verify_examples": 6,
+        "training.schedule": "{name: constant}", "export.verify_examples": 6,
+        "stages": "[train, export]",  # QAT of AclNet: tests/deploy/test_raw_pcm.py
         "export.representative_examples": 8, "export.smallest_arena": "false", "crossval.folds": "[2]",
         "output.dir": str(tmp_path / "runs"), "output.tensorboard": "false", "output.plots": "false",
     }
