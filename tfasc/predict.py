@@ -162,8 +162,10 @@ def _feature_function(recipe, window: int, normalize: Callable) -> Callable[[np.
 def _check_io(model_path: Path, inputs: Sequence[int], outputs: int, expected_shape: tuple[int, ...],
               classes: Sequence[str]) -> None:
     """The model must take what the recipe's input path makes and give one output per class of the report."""
+    from tfasc.layers.contract import accepts_shape
+
     # A model that takes any length (None, e.g. aclnet) takes the recipe's windows too.
-    if len(inputs) != len(expected_shape) or any(d is not None and d != e for d, e in zip(inputs, expected_shape)):
+    if not accepts_shape(tuple(inputs), expected_shape):
         raise _run_error(f"{model_path}: takes inputs {list(inputs)}, but the run's recipe makes "
                          f"{list(expected_shape)}")
     if outputs != len(classes):

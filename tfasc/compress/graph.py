@@ -15,6 +15,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfasc.compress.kernels import folds_following_batchnorm
+from tfasc.layers.contract import accepts_shape
 
 
 class ModelGraph:
@@ -75,11 +76,6 @@ def batchnorm_is_folded_by_tfmot(bn: keras.layers.Layer, model: keras.Model | Mo
     return id(producer) not in graph.output_layers
 
 
-def has_fixed_input(model: keras.Model) -> bool:
-    """Whether every input dimension but the batch is known (what a flatbuffer and a MAC count need)."""
-    return all(dim is not None for tensor in model.inputs for dim in tensor.shape[1:])
-
-
 def with_input_shape(model: keras.Model, example_shape) -> keras.Model:
     """``model`` on an input of ``example_shape`` (no batch axis): the same layers' configs, the same
     weights, for a model built to accept any length (e.g. ``aclnet``) exported or profiled for one.
@@ -90,7 +86,7 @@ def with_input_shape(model: keras.Model, example_shape) -> keras.Model:
     current = tuple(model.inputs[0].shape[1:])
     if current == example_shape:
         return model
-    if len(current) != len(example_shape) or any(c is not None and c != e for c, e in zip(current, example_shape)):
+    if not accepts_shape(current, example_shape):
         raise ValueError(f"model {model.name!r}: input {list(current)} does not accept examples of shape "
                          f"{list(example_shape)}")
     inputs = keras.Input(batch_shape=(None, *example_shape), dtype=model.inputs[0].dtype,

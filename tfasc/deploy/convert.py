@@ -24,6 +24,7 @@ import tf_keras as keras
 
 from tfasc.deploy.flatbuffer import check_full_integer
 from tfasc.deploy.native import quiet_native_stderr
+from tfasc.layers.contract import accepts_shape
 
 TFLiteKind = Literal["int8", "float16", "float32"]
 _KINDS = ("int8", "float16", "float32")
@@ -59,12 +60,12 @@ def _one_example_function(model: keras.Model, input_shape=None):
         raise ValueError(f"model {model.name!r} has {len(model.inputs)} inputs: expected one")
     shape = tuple(model.inputs[0].shape[1:])
     if input_shape is not None:
-        if len(input_shape) != len(shape) or any(d is not None and d != e for d, e in zip(shape, input_shape)):
+        if not accepts_shape(shape, input_shape):
             raise ValueError(f"model {model.name!r}: input {list(shape)} does not accept input_shape {list(input_shape)}")
         shape = tuple(int(d) for d in input_shape)
     if None in shape:
         raise ValueError(f"model {model.name!r} accepts inputs {list(shape)} of any length: pass input_shape "
-                         "(or representative data) to fix it for conversion")
+                         "to fix it for conversion")
     spec = tf.TensorSpec([1, *shape], model.inputs[0].dtype)
     return tf.function(lambda x: model(x, training=False), autograph=False).get_concrete_function(spec)
 
@@ -85,13 +86,10 @@ def to_tflite(
         representative_data: iterable of ``[1, ...]`` float32 input batches; required
             for int8 conversion of a model that is not quantization-aware, optional otherwise.
         input_shape: one example's shape (no batch axis) for a model whose input length is
-            unknown (``aclnet``); default: the model's own, else the first representative batch's.
+            unknown (``aclnet``); default: the model's own.
     """
     if kind not in _KINDS:
         raise ValueError(f"kind={kind!r}: expected one of {_KINDS}")
-    if input_shape is None and representative_data is not None and None in tuple(model.inputs[0].shape[1:]):
-        representative_data = list(representative_data)
-        input_shape = np.shape(representative_data[0])[1:] if representative_data else None
     converter = tf.lite.TFLiteConverter.from_concrete_functions([_one_example_function(model, input_shape)], model)
     if kind == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -37,6 +37,12 @@ from typing import Any, Callable, ClassVar, Optional
 Shape = tuple[int, ...]
 
 
+def accepts_shape(declared, example_shape) -> bool:
+    """Whether an input declared ``declared`` (no batch axis; None: any size, as ``aclnet``'s length)
+    takes examples of ``example_shape``."""
+    return len(declared) == len(example_shape) and all(d is None or d == e for d, e in zip(declared, example_shape))
+
+
 def attribute(obj: Any, path: str) -> Any:
     """``obj.a.b`` for ``path = "a.b"``: a kernel attribute may name a sub-layer's variable."""
     return functools.reduce(getattr, path.split("."), obj)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import tfasc  # noqa: F401
 import tf_keras as keras
 
-from tfasc.layers.aclnet import CONV_TYPES, AclNetFrontEnd, conv_block
+from tfasc.layers.aclnet import AclNetFrontEnd, conv_block
 from tfasc.models.registry import register
 
 #: Table 2: the channels of Conv3 .. Conv11 at width multiplier 1, a 2x2 max pool after each group.
@@ -71,8 +71,6 @@ def build_aclnet(
     """
     if len(input_shape) not in (1, 2):
         raise ValueError(f"aclnet: input_shape {tuple(input_shape)}: expected (samples,) or (samples, channels)")
-    if conv_type not in CONV_TYPES:
-        raise ValueError(f"aclnet: conv_type {conv_type!r}: expected one of {CONV_TYPES}")
     if num_classes < 1:
         raise ValueError(f"aclnet: num_classes must be >= 1, got {num_classes}")
     inputs = keras.Input(shape=(None, *input_shape[1:]), name="waveform")  # any length
