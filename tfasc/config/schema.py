@@ -65,6 +65,11 @@ class DataConfig:
     batch_size: int = field(default=32, **_range(min=1))
     seed: int = 0
     """Seed of shuffling and augmentation."""
+    sampling: Literal["shuffle", "balanced"] = "shuffle"
+    """How training batches draw examples: ``shuffle`` visits every example once per pass in a fresh
+    random order; ``balanced`` draws classes in turn so every class appears equally often, then an
+    example of that class (PANNs' balanced sampler, used by the ERANN paper, Sec. 4.2, for the highly
+    unbalanced AudioSet training list)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -180,6 +185,11 @@ class TrainingConfig:
     """Batches per epoch (default: one pass over the training split)."""
     seed: int = 0
     """Seed of weight initialization."""
+    init_from: str | None = None
+    """Transfer learning (ERANN paper, Sec. 2 / 4.3): start from another run's trained model (its run
+    directory) or a ``.keras`` file instead of random weights; the classification head (the last
+    Dense layer) is replaced for this recipe's classes and every weight is fine-tuned (paper: a
+    constant 1e-4). None: train from scratch."""
     ema_decay: float | None = field(default=None, **_range(gt=0, lt=1))
     """Keep an exponential moving average of the weights, ``ema = decay * ema + (1 - decay) * w`` after
     every optimizer step (ERANN paper, Eq. 6), and evaluate, save and export the averaged weights

@@ -258,9 +258,9 @@ def make_dataset(
     The stream is a pure function of ``seed`` and the global batch index: pass ``p`` (one epoch's
     worth of examples, each exactly once) is ordered by a permutation seeded by ``(seed, p)`` with
     ``shuffle`` (so every pass is reshuffled), in index order without, and batched on its own.
-    ``transform(x, batch_index)`` (graph mode) turns a gathered batch into model inputs of
-    ``transformed_shape`` before normalization: the per-example waveform augmentation and the front-end
-    when ``features`` holds decoded clips. ``normalize`` (numpy, e.g. a
+    ``transform(x, y, batch_index) -> (x, y)`` (graph mode) turns a gathered batch into model inputs of
+    ``transformed_shape`` before normalization: the per-example waveform augmentation, mixing of
+    waveforms (which mixes the targets too) and the front-end when ``features`` holds decoded clips. ``normalize`` (numpy, e.g. a
     :class:`tfasc.data.normalization.Normalization`) maps a batch to model inputs.
     ``augment(x, y, batch_index)`` is applied to whole normalized batches (see :mod:`tfasc.augment`)
     with the global batch index. With ``repeat`` the dataset is endless (train with ``steps_per_epoch``),
@@ -309,7 +309,7 @@ def make_dataset(
         x.set_shape((None, *feature_shape_))
         y.set_shape((None, targets.shape[1]))
         if transform is not None:
-            x = transform(x, batch_index)
+            x, y = transform(x, y, batch_index)
             if normalize is not None:
                 x = tf.numpy_function(normalize_batch, [x], tf.float32, stateful=False)
             x.set_shape((None, *transformed_shape))

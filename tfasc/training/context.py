@@ -83,8 +83,9 @@ class StageContext:
                             transform=self.clip_transform(), transformed_shape=shape, **batches)
 
     def clip_transform(self) -> Callable:
-        """``fn(clips [batch, samples, channels], batch_index) -> features``: the recipe's waveform
-        augmentation (example ``batch_index * batch_size + row``) and front-end, in graph mode."""
+        """``fn(clips [batch, samples, channels], targets, batch_index) -> (features, targets)``: the
+        recipe's waveform augmentation (example ``batch_index * batch_size + row``) and front-end, in
+        graph mode."""
         from tfasc.augment.waveform import augment_batch, make_waveform_augmenter
 
         recipe = self.recipe
@@ -97,11 +98,11 @@ class StageContext:
         # Plain TensorFlow ops with Python control flow on static values only: AutoGraph's conversion
         # of the whole chain would only cost seconds each time a dataset is built.
         @tf.autograph.experimental.do_not_convert
-        def transform(clips, batch_index):
+        def transform(clips, targets, batch_index):
             clips = augment_batch(augmenter, clips, tf.cast(batch_index, tf.int64) * batch_size)
             features = frontend(clips, sample_rate=sample_rate)
             # The cache's rounding, so training sees what evaluation reads back from the cache.
-            return tf.cast(tf.cast(features, cache_dtype), tf.float32)
+            return tf.cast(tf.cast(features, cache_dtype), tf.float32), targets
 
         return transform
 
