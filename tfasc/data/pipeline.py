@@ -251,6 +251,7 @@ def make_dataset(
     repeat: bool = False,
     drop_remainder: bool = False,
     start_batch: int = 0,
+    sampling: str = "shuffle",
 ) -> tf.data.Dataset:
     """Batches ``(features [batch, *input_shape], targets [batch, classes])``.
 
@@ -277,6 +278,8 @@ def make_dataset(
         raise ValueError("cannot make a dataset from zero examples")
     if start_batch < 0:
         raise ValueError(f"start_batch must be >= 0, got {start_batch}")
+    if sampling != "shuffle":
+        raise ValueError(f"sampling {sampling!r} is not available yet; expected 'shuffle'")
     if (transform is None) != (transformed_shape is None):
         raise ValueError("transform and transformed_shape go together")
     feature_shape_ = tuple(features.shape[1:])

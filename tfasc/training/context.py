@@ -68,7 +68,7 @@ class StageContext:
         augment = (make_batch_augmenter(policy, recipe.data.seed, steps_per_epoch=self.steps_per_epoch())
                    if policy.enabled else None)
         batches = dict(batch_size=recipe.data.batch_size, shuffle=True, seed=recipe.data.seed, augment=augment,
-                       repeat=True, start_batch=start_batch)
+                       repeat=True, start_batch=start_batch, sampling=recipe.data.sampling)
         targets = data.input_targets(data.train_targets)
         clips = data.train_clips
         if clips is None:
