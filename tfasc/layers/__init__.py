@@ -6,6 +6,7 @@ Every layer declares its compression and deployment contract in its class
 
 from tfasc.layers.aclnet import AclNetFrontEnd, ConvBlock, SeparableConvBlock  # noqa: F401
 from tfasc.layers.contract import LayerContract  # noqa: F401
+from tfasc.layers.erann import AudioResidualBlock, TimePadding  # noqa: F401
 from tfasc.layers.efficient import DepthwiseSeparableModule, InvertedResidualModule, Swish  # noqa: F401
 from tfasc.layers.frontend import LogMelSpectrogram  # noqa: F401
 from tfasc.layers.normalization import SubSpectralNormalization  # noqa: F401

@@ -68,7 +68,7 @@ def test_no_recordings(tmp_path):
 
 
 def test_registry_lists_every_layout():
-    assert available() == ("audioset", "dcase2019_1a", "dcase2020_1b", "esc50", "folder", "fsdd", "urbansound8k")
+    assert available() == ("audioset", "dcase2019_1a", "dcase2020_1b", "esc50", "folder", "fsdd", "ravdess", "urbansound8k")
     assert set(LOADERS) == set(available())
     with pytest.raises(ValueError, match=r"unknown option\(s\) 'speaker' \(did you mean 'eval_speaker'\?\)"):
         load("fsdd", ".", speaker="theo")

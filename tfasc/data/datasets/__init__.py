@@ -14,6 +14,8 @@ name                layout                                      options
                                                                 ``audio_dir``, ``split``, ``missing``
 ``folder``          ``root/<class>/*.wav`` (+ split folders)    ``eval_fraction``
 ``fsdd``            Free Spoken Digit Dataset                   ``split``, ``eval_speaker``
+``ravdess``         RAVDESS (``Actor_NN/`` folders)             ``vocal_channel``, ``folds``,
+                                                                ``eval_fold``
 ==================  ==========================================  ==============================
 """
 
@@ -30,6 +32,7 @@ from tfasc.data.datasets.dcase import load_dcase2019_1a, load_dcase2020_1b
 from tfasc.data.datasets.esc50 import load_esc50
 from tfasc.data.datasets.folder import load_folder
 from tfasc.data.datasets.fsdd import load_fsdd
+from tfasc.data.datasets.ravdess import load_ravdess
 from tfasc.data.datasets.urbansound8k import load_urbansound8k
 
 #: Loader of every layout, by dataset name: ``fn(root, **options) -> DatasetIndex``.
@@ -41,6 +44,7 @@ LOADERS: dict[str, Callable[..., DatasetIndex]] = {
     "audioset": load_audioset,
     "folder": load_folder,
     "fsdd": load_fsdd,
+    "ravdess": load_ravdess,
 }
 
 __all__ = [
