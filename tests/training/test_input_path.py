@@ -40,6 +40,51 @@ def test_clip_transform_applies_the_gain_then_the_front_end(tmp_path):
     assert np.abs(got - np.asarray(data.train.features[:8])).mean() > 0.5  # +6 dB moved the log-mels
 
 
+def test_clip_transform_mixes_clips_between_classes_before_the_front_end(tmp_path):
+    """``augment.waveform.mix: between_class`` alone switches on the clip path; each batch is
+    mixed in pairs of different classes (ERANNs' "modified mixup on the waveform") by the draws
+    seeded from ``(data.seed, batch_index)``, then goes through the front-end."""
+    from support.bc_reference import numpy_bc_mix
+    from tfasc.augment.between_class import draw_mix, mix_seed
+    from tfasc.data.pipeline import feature_function
+    from tfasc.data.prepare import frontend_of
+
+    context = _context(tmp_path, ["augment.waveform.mix=between_class"])
+    data = context.data
+    assert data.train_clips is not None
+    clips = np.asarray(data.train_clips.features[:8])
+    targets = np.asarray(data.train_targets[:8], np.float32)
+    labels = targets.argmax(axis=1)
+    assert len(set(labels)) > 1
+    features, mixed_targets = (t.numpy() for t in context.clip_transform()(clips, targets, 3))
+    partner, ratio = (t.numpy() for t in draw_mix(targets, mix_seed(context.recipe.data.seed, 3), prob=1.0,
+                                                  alpha=1.0, different_targets=True))
+    assert np.all(labels[partner] != labels)
+    # Targets: convex combinations of the two one-hot rows.
+    assert np.all(mixed_targets >= 0) and np.allclose(mixed_targets.sum(axis=1), 1.0)
+    np.testing.assert_allclose(mixed_targets, ratio[:, None] * targets + (1 - ratio[:, None]) * targets[partner],
+                               atol=1e-6)
+    # Features: the numpy BC mix (1024-sample gain frames at 8 kHz), then the front-end, float16-rounded.
+    mixed = np.stack([numpy_bc_mix(clips[i, :, 0], clips[partner[i], :, 0], float(ratio[i]), 8000, 1024)
+                      for i in range(8)])[:, :, None].astype(np.float32)
+    extract = feature_function(frontend_of(context.recipe), 8000, 4000, 1)
+    expected = extract(mixed).numpy().astype(np.float16).astype(np.float32)
+    np.testing.assert_allclose(features, expected, atol=2e-2)
+    assert np.abs(features - np.asarray(data.train.features[:8])).mean() > 0.1
+    # The training batches carry mixed targets (two classes per row).
+    _, batch_targets = next(iter(context.train_dataset(0)))
+    assert np.all(np.count_nonzero(batch_targets.numpy() > 0, axis=1) == 2)
+
+
+def test_a_bad_mix_value_is_one_line_naming_the_key(tmp_path):
+    from tfasc.config import load_recipe
+    from tfasc.errors import UserError
+
+    with pytest.raises(UserError, match="augment.waveform.mix") as error:
+        load_recipe(write_tiny_recipe(tmp_path), ["augment.waveform.mix=bc_mixup"])
+    assert "\n" not in str(error.value) and "between_class" in str(error.value)
+
+
 def test_waveform_augmented_batches_are_a_function_of_the_batch_index(tmp_path):
     """A resumed run (``start_batch``) sees the same speed-perturbed batches as an uninterrupted one,
     and the normalization is per clip (each training input has mean 0 and standard deviation 1)."""

@@ -187,9 +187,10 @@ class TrainingConfig:
     """Seed of weight initialization."""
     init_from: str | None = None
     """Transfer learning (ERANN paper, Sec. 2 / 4.3): start from another run's trained model (its run
-    directory) or a ``.keras`` file instead of random weights; the classification head (the last
-    Dense layer) is replaced for this recipe's classes and every weight is fine-tuned (paper: a
-    constant 1e-4). None: train from scratch."""
+    directory) or a ``.keras`` file instead of random weights; the classification head (the last Dense
+    or convolution producing the logits, and any normalization after it) is always replaced for this
+    recipe's classes and every weight is fine-tuned (paper: a constant 1e-4, the recipe's
+    ``learning_rate``). The recipe's ``model:`` section is then not used. None: train from scratch."""
     ema_decay: float | None = field(default=None, **_range(gt=0, lt=1))
     """Keep an exponential moving average of the weights, ``ema = decay * ema + (1 - decay) * w`` after
     every optimizer step (ERANN paper, Eq. 6), and evaluate, save and export the averaged weights

@@ -58,10 +58,11 @@ class StageContext:
     def train_dataset(self, start_batch: int = 0):
         """The endless, shuffled, augmented training batches from global batch ``start_batch`` on
         (the same batches whether a run was resumed or not). With ``augment.waveform`` the decoded
-        clips are augmented per example, then go through the front-end, every batch: the inputs
-        are the front-end's output for the augmented length (``augment.waveform.crop_s`` or
-        ``window_s`` when set), and are normalized as the recipe says unless the chain standardized
-        waveforms fed to the model as they are (``standardize`` with ``features.kind: waveform``).
+        clips are augmented per example, mixed in pairs (``augment.waveform.mix``), then go through
+        the front-end, every batch: the inputs are the front-end's output for the augmented length
+        (``augment.waveform.crop_s`` or ``window_s`` when set), and are normalized as the recipe
+        says unless the chain standardized waveforms fed to the model as they are (``standardize``
+        with ``features.kind: waveform``).
         With ``features.segment_frames`` every segment of every clip is an example with its clip's label."""
         recipe, data = self.recipe, self.data
         policy = recipe.augment
@@ -83,15 +84,20 @@ class StageContext:
                             transform=self.clip_transform(), transformed_shape=shape, **batches)
 
     def clip_transform(self) -> Callable:
-        """``fn(clips [batch, samples, channels], targets, batch_index) -> (features, targets)``: the
-        recipe's waveform augmentation (example ``batch_index * batch_size + row``) and front-end, in
-        graph mode."""
+        """``fn(clips [batch, samples, channels], targets [batch, classes], batch_index) -> (features,
+        targets)``: the recipe's per-example waveform augmentation (example ``batch_index *
+        batch_size + row``), then its mixing of clips in pairs (``augment.waveform.mix``, seeded by
+        ``(data.seed, batch_index)``, targets mixed alike; ERANNs Sec. 3.2: augmentation per
+        mini-batch before the feature extractor), then the front-end, in graph mode."""
+        from tfasc.augment.between_class import make_waveform_mixer
         from tfasc.augment.waveform import augment_batch, make_waveform_augmenter
 
         recipe = self.recipe
+        policy = recipe.augment.waveform
         batch_size, sample_rate = recipe.data.batch_size, recipe.data.sample_rate
-        augmenter = make_waveform_augmenter(recipe.augment.waveform, recipe.data.seed, sample_rate,
-                                            channels=recipe.data.channels)
+        augmenter = (make_waveform_augmenter(policy, recipe.data.seed, sample_rate, channels=recipe.data.channels)
+                     if policy.per_example else None)
+        mixer = make_waveform_mixer(policy, recipe.data.seed, sample_rate)
         frontend = frontend_of(recipe)
         cache_dtype = tf.as_dtype(np.dtype(frontend.cache_dtype)) if recipe.data.cache else tf.float32
 
@@ -99,7 +105,9 @@ class StageContext:
         # of the whole chain would only cost seconds each time a dataset is built.
         @tf.autograph.experimental.do_not_convert
         def transform(clips, targets, batch_index):
-            clips = augment_batch(augmenter, clips, tf.cast(batch_index, tf.int64) * batch_size)
+            if augmenter is not None:
+                clips = augment_batch(augmenter, clips, tf.cast(batch_index, tf.int64) * batch_size)
+            clips, targets = mixer(clips, targets, batch_index)
             features = frontend(clips, sample_rate=sample_rate)
             # The cache's rounding, so training sees what evaluation reads back from the cache.
             return tf.cast(tf.cast(features, cache_dtype), tf.float32), targets

@@ -56,6 +56,10 @@ def validate_components(recipe) -> None:
         )
     data_keys = [f.name for f in dataclasses.fields(recipe.data) if f.name != "options"]
     check_options("data", recipe.data.options, datasets.LOADERS[recipe.data.dataset], also_valid=data_keys)
+    if recipe.training.init_from:
+        from tfasc.training.transfer import resolve_source
+
+        resolve_source(recipe.training.init_from)  # a bad source fails before the data is prepared
 
 
 def _prepare_context(recipe, run_dir: Path, clock: RunClock) -> StageContext:

@@ -1,4 +1,5 @@
-"""Stage ``train``: build the recipe's model and train it (resumable per epoch)."""
+"""Stage ``train``: build the recipe's model, or start from another run's (``training.init_from``), and
+train it (resumable per epoch)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,20 @@ def build_model(recipe, input_shape, num_classes: int):
         raise RecipeError(f"model ({recipe.model.name}): {str(error).splitlines()[0]}") from error
 
 
+def initial_model(recipe, input_shape, num_classes: int) -> tuple[Any, dict | None]:
+    """The model training starts from, and what the stage result records of its source (None when
+    built from the recipe's ``model:`` section)."""
+    from tfasc.training import transfer
+
+    if recipe.training.init_from is None:
+        return build_model(recipe, input_shape, num_classes), None
+    model, source, fresh = transfer.transfer_model(recipe.training.init_from, input_shape, num_classes,
+                                                   seed=recipe.training.seed)
+    log(f"starting from {source.path} ({source.classes} classes, sha256 {source.sha256[:12]}); the recipe's "
+        f"model: section is not used; new head for {num_classes} classes: {', '.join(fresh)}")
+    return model, {**source.to_json(), "fresh_layers": fresh}
+
+
 def ema_summary(decay: float | None, steps: int) -> dict | None:
     """What the stage result records of the weight averaging (None when ``training.ema_decay`` is off):
     the decay, the optimizer steps averaged, which weights, and the share ``decay ** steps`` the
@@ -50,10 +65,13 @@ class TrainStage(Stage):
         recipe, data = context.recipe, context.data
         training = recipe.training
         steps = context.steps_per_epoch()
-        model = build_model(recipe, data.input_shape, len(data.index.classes))
+        model, source = initial_model(recipe, data.input_shape, len(data.index.classes))
+        if source and loop.completed_epochs(loop.checkpoint_dir(context.run_dir, self.name)):
+            log("resuming: the weights come from this run's checkpoints; the source gives the architecture only")
         loop.compile_model(model, training, steps=steps, class_counts=context.class_counts(),
                            multi_label=data.index.multi_label)
-        log(f"training {recipe.model.name} ({model.count_params():,} parameters) for {training.epochs} epochs "
+        name = model.name if source else recipe.model.name
+        log(f"training {name} ({model.count_params():,} parameters) for {training.epochs} epochs "
             f"of {steps} steps")
         ema = ema_summary(training.ema_decay, training.epochs * steps)
         if ema:
@@ -70,12 +88,18 @@ class TrainStage(Stage):
         save_model(model, context.output(MODEL_FILE))
         return {
             **context.evaluate(model),
-            "model": {"name": recipe.model.name, **parameter_summary(model), "input_shape": list(data.input_shape)},
+            "model": {"name": name, **parameter_summary(model), "input_shape": list(data.input_shape)},
             **({"ema": ema} if ema else {}),
+            **({"init_from": source} if source else {}),
         }
 
     def markdown(self, report: dict) -> list[str]:
         lines = ["## Evaluation", ""]
+        if report.get("init_from"):
+            source = report["init_from"]
+            lines += [f"Started from `{source['path']}` ({source['classes']} classes, SHA-256 "
+                      f"`{source['sha256'][:12]}`); new head: {', '.join(f'`{n}`' for n in source['fresh_layers'])}; "
+                      "every weight fine-tuned.", ""]
         if report.get("ema"):
             lines += [f"Evaluated and saved: the exponential moving average of the trainable weights "
                       f"(decay {report['ema']['decay']}, over {report['ema']['steps']} steps).", ""]
