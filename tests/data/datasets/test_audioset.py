@@ -106,3 +106,18 @@ def test_option_errors(audioset_layout):
         load("audioset", root, segments_csv="balanced_train_segments.csv", split="validation")
     with pytest.raises(DatasetError, match=r"unbalanced_train_segments\.csv: AudioSet segments CSV not found"):
         load("audioset", root, segments_csv="unbalanced_train_segments.csv")
+
+
+def test_several_training_lists_and_an_evaluation_list(audioset_layout):
+    root = audioset_layout(LABELS, SEGMENTS, AUDIO + ["-1nilez17Dg.wav"])
+    unbalanced = SEGMENTS.replace("--PJHxphWEs", "unbal00001").replace("-0RWZT-miFs", "unbal00002")
+    (root / "unbalanced_train_segments.csv").write_text(unbalanced.split("-1LrH01Ei1w")[0], encoding="utf-8")
+    (root / "eval_segments.csv").write_text(SEGMENTS.split("--PJHxphWEs")[0] + '-1nilez17Dg, 30.000, 40.000, "/m/015p6"\n',
+                                            encoding="utf-8")
+    for name in ("unbal00001.wav", "unbal00002.wav"):
+        (root / "audio" / name).write_bytes((root / "audio" / "-1nilez17Dg.wav").read_bytes())
+    index = load("audioset", root, segments_csv=["balanced_train_segments.csv", "unbalanced_train_segments.csv"],
+                 eval_segments_csv="eval_segments.csv")
+    assert [e.group for e in index.split("train")] == [
+        "--PJHxphWEs", "-0RWZT-miFs", "-1LrH01Ei1w", "-1nilez17Dg", "unbal00001", "unbal00002"]
+    assert [(e.group, e.labels) for e in index.split("evaluate")] == [("-1nilez17Dg", ("Bird",))]

@@ -25,6 +25,7 @@ import csv
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from tfasc.data.datasets._common import (
     MISSING_LISTED,
@@ -112,20 +113,24 @@ def _resolve(root: Path, path: str | Path) -> Path:
 def load_audioset(
     root: str | Path,
     *,
-    segments_csv: str | Path,
+    segments_csv: str | Path | Sequence[str | Path],
+    eval_segments_csv: str | Path | None = None,
     labels_csv: str | Path = "class_labels_indices.csv",
     audio_dir: str | Path = "audio",
     split: str = "train",
     missing: str = "error",
 ) -> AudioSetIndex:
-    """Index one AudioSet segments CSV as a multi-label dataset.
+    """Index AudioSet segments CSVs as a multi-label dataset.
 
     Args:
         root: dataset directory; relative ``segments_csv``, ``labels_csv``, ``audio_dir`` are under it.
-        segments_csv: the segments list (e.g. ``balanced_train_segments.csv``).
+        segments_csv: one segments list (e.g. ``balanced_train_segments.csv``) or several (e.g. the
+            balanced and the unbalanced training lists, as the ERANN and PANNs training sets).
+        eval_segments_csv: a segments list whose rows are the ``"evaluate"`` split (e.g.
+            ``eval_segments.csv``), so one recipe trains and evaluates; None: only ``segments_csv``.
         labels_csv: the class vocabulary (``index,mid,display_name``).
         audio_dir: directory of the clip files (lookup rule in the module docstring).
-        split: the split every example of this CSV gets (``"train"``, ``"evaluate"``, ``"test"``).
+        split: the split every example of ``segments_csv`` gets (``"train"``, ``"evaluate"``, ``"test"``).
         missing: ``"error"`` raises naming the absent files; ``"skip"`` drops their rows and
             records them in :attr:`AudioSetIndex.skipped` (and logs a warning).
 
@@ -138,17 +143,53 @@ def load_audioset(
     check_option_in("missing", missing, MISSING_POLICIES)
     root = resolve_root(root, "audioset")
     labels_path = _resolve(root, labels_csv)
-    segments_path = _resolve(root, segments_csv)
     audio = _resolve(root, audio_dir)
     classes, display_names = read_label_vocabulary(labels_path)
-    segments = read_segments(segments_path)
-    if not segments:
-        raise DatasetError(f"{segments_path}: no segment rows below the '#' comment header")
     if not audio.is_dir():
         raise DatasetError(f"{audio}: AudioSet audio directory not found")
     # One directory listing instead of nine stat calls per row: unbalanced_train has 2M rows.
     present = {entry.name for entry in audio.iterdir()}
+    lists = [(_resolve(root, path), split) for path in _as_list(segments_csv)]
+    if eval_segments_csv is not None:
+        lists.append((_resolve(root, eval_segments_csv), "evaluate"))
+    examples, skipped = [], []
+    for segments_path, list_split in lists:
+        found, absent = _index_segments(segments_path, list_split, audio, present, display_names, labels_path)
+        if absent and missing == "error":
+            shown = "; ".join(
+                f"line {line}: {ytid} (tried {names[0]}, ...)" for line, ytid, names in absent[:MISSING_LISTED]
+            )
+            raise DatasetError(
+                f"{segments_path}: audio of {len(absent)} segment(s) not found in {audio}: {shown}. "
+                "Pass missing='skip' to drop them."
+            )
+        if absent:
+            _LOG.warning("%s: skipped %d of %d segments whose audio is absent from %s",
+                         segments_path, len(absent), len(found) + len(absent), audio)
+        if not found:
+            raise DatasetError(f"{segments_path}: no segment has audio in {audio}")
+        examples.extend(found)
+        skipped.extend(ytid for _, ytid, _ in absent)
+    return AudioSetIndex(
+        name="audioset",
+        examples=tuple(examples),
+        classes=classes,
+        multi_label=True,
+        skipped=tuple(skipped),
+    )
 
+
+def _as_list(value) -> list:
+    return [value] if isinstance(value, (str, Path)) else list(value)
+
+
+def _index_segments(segments_path: Path, split: str, audio: Path, present: set[str], display_names: dict,
+                    labels_path: Path) -> tuple[list[Example], list]:
+    """The examples of one segments CSV whose audio is present, and ``(line, ytid, candidates)`` of
+    those whose audio is not."""
+    segments = read_segments(segments_path)
+    if not segments:
+        raise DatasetError(f"{segments_path}: no segment rows below the '#' comment header")
     examples, absent = [], []
     for line, ytid, start, end, mids in segments:
         unknown = [mid for mid in mids if mid not in display_names]
@@ -168,23 +209,4 @@ def load_audioset(
                 attributes={"ytid": ytid, "start_seconds": f"{start:.3f}", "end_seconds": f"{end:.3f}"},
             )
         )
-    if absent and missing == "error":
-        shown = "; ".join(
-            f"line {line}: {ytid} (tried {names[0]}, ...)" for line, ytid, names in absent[:MISSING_LISTED]
-        )
-        raise DatasetError(
-            f"{segments_path}: audio of {len(absent)} segment(s) not found in {audio}: {shown}. "
-            "Pass missing='skip' to drop them."
-        )
-    if absent:
-        _LOG.warning("%s: skipped %d of %d segments whose audio is absent from %s",
-                     segments_path, len(absent), len(segments), audio)
-    if not examples:
-        raise DatasetError(f"{segments_path}: no segment has audio in {audio}")
-    return AudioSetIndex(
-        name="audioset",
-        examples=tuple(examples),
-        classes=classes,
-        multi_label=True,
-        skipped=tuple(ytid for _, ytid, _ in absent),
-    )
+    return examples, absent
