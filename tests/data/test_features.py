@@ -95,6 +95,11 @@ CONFIGS = {
     "16k_magnitude": (
         1.0, dict(sample_rate=16000, n_fft=512, hop_length=160, n_mels=64, power=1.0)
     ),
+    # ERANN Sec. 3.1: 44.1 kHz, Hann 1380 (a non-power-of-two FFT), hop 345, 128 mels, 50-14,000 Hz.
+    "44k1_erann": (
+        1.0,
+        dict(sample_rate=44100, n_fft=1380, hop_length=345, n_mels=128, fmin=50.0, fmax=14000.0, top_db=None),
+    ),
     "16k_no_center_no_clamp": (
         1.0,
         dict(sample_rate=16000, n_fft=512, hop_length=256, n_mels=64, center=False, top_db=None),
@@ -176,6 +181,16 @@ def test_num_frames_matches_librosa_stft(num_samples, n_fft, hop_length, center)
         features.num_frames(num_samples, n_fft=n_fft, hop_length=hop_length, center=center)
         == stft.shape[-1]
     )
+
+
+@pytest.mark.parametrize("seconds", [1, 2, 3, 4, 5, 8, 10])
+def test_erann_frame_count_is_128_per_second_up_to_5_s(seconds):
+    # ERANN Sec. 3.1: "integer t <= 5 yields T_s = 128 t"; longer clips are one frame short and
+    # the model pads them (tfasc.layers.erann.TimePadding). Eq. 1 prints ceil(sr t / H) + 1, which
+    # would give 129 frames for t = 1; librosa's (and the paper's stated) count is floor + 1.
+    ours = features.num_frames(44100 * seconds, n_fft=1380, hop_length=345, center=True)
+    assert ours == librosa.stft(np.zeros(44100 * seconds, np.float32), n_fft=1380, hop_length=345).shape[1]
+    assert (ours == 128 * seconds) == (seconds <= 5)
 
 
 # ----------------------------------------------------------------------------------------------
