@@ -26,7 +26,49 @@ def run_shipped_recipe(name: str, out: Path, overrides: dict) -> int:
 @pytest.mark.parametrize("name", sorted(p.name for p in RECIPES.glob("*.yaml")))
 def test_recipe_validates(name):
     recipe = load_recipe(RECIPES / name)
+    if recipe.training.init_from:  # a fine-tuning recipe names the pre-trained model the user supplies
+        with pytest.raises(ValueError, match=r"training.init_from: .*" + re.escape(recipe.training.init_from) + " does not exist"):
+            validate_components(recipe)
+        recipe = load_recipe(RECIPES / name, ["training.init_from=null"])
     validate_components(recipe)
+
+
+#: ERANN recipe -> (model widening, s_m, crop t_c, pitch shift, learning rate, init_from set): Sec. 4.2-4.5.
+ERANN_RECIPES = {
+    "audioset_erann.yaml": (6, 1, 8.0, False, 1e-3, False),   # ERANN-1-6, Table 4's best mAP
+    "esc50_erann.yaml": (5, 2, 4.0, False, 1e-4, True),       # ERANN-2-5 fine-tuned, Table 6's best
+    "urbansound8k_erann.yaml": (6, 2, None, False, 1e-4, True),  # ERANN-2-6 fine-tuned, no cropping
+    "ravdess_erann.yaml": (4, 0, 3.0, True, 2e-4, False),     # ERANN-0-4 from scratch, pitch shifting
+}
+
+
+@pytest.mark.parametrize("name", sorted(ERANN_RECIPES))
+def test_erann_recipes_have_the_papers_settings(name):
+    widening, temporal_param, crop, pitch, learning_rate, fine_tuned = ERANN_RECIPES[name]
+    recipe = load_recipe(RECIPES / name)
+    assert recipe.model.name == "erann"
+    assert (recipe.model.options["widening"], recipe.model.options["temporal_param"]) == (widening, temporal_param)
+    # Sec. 3.1: 44.1 kHz mono, Hann 1380, hop 345, 128 mels, 50-14,000 Hz; the model's BN standardizes.
+    features = recipe.features
+    assert (recipe.data.sample_rate, recipe.data.channels) == (44100, 1)
+    assert (features.n_fft, features.hop_length, features.n_mels, features.fmin, features.fmax) == (
+        1380, 345, 128, 50.0, 14000.0)
+    assert features.normalization == "none"
+    # Sec. 3.2 / 4: SpecAugment, modified mixup on the waveform, t_c, pitch shifting (RAVDESS).
+    wave = recipe.augment.waveform
+    assert recipe.augment.freq_masks > 0 and recipe.augment.time_masks > 0
+    assert wave.mix == "between_class" and recipe.augment.mixup_prob == 0.0
+    assert wave.crop_s == crop
+    assert (wave.pitch_prob > 0) == pitch
+    # Sec. 4.1: Adam, batch 32, EMA 0.999; one-cycle 1e-3 for AudioSet, constant 2e-4 / 1e-4 otherwise.
+    training = recipe.training
+    assert (training.optimizer, recipe.data.batch_size, training.ema_decay) == ("adam", 32, 0.999)
+    assert training.learning_rate == learning_rate
+    assert training.schedule.name == ("one_cycle" if name.startswith("audioset") else "constant")
+    assert bool(training.init_from) == fine_tuned
+    if name.startswith("audioset"):
+        assert recipe.data.sampling == "balanced" and training.loss.name == "binary_crossentropy"
+        assert training.steps_per_epoch * training.epochs == 500_000  # Sec. 4.2: 500k iterations
 
 
 def test_dcase2020_1b_recipe_has_the_papers_settings():

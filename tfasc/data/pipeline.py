@@ -1,7 +1,7 @@
 """From examples to a ``tf.data`` pipeline of batches.
 
 decode → resample → channels → crop/pad → front-end (log-mel, or the waveform itself; see
-:mod:`tfasc.data.frontends`) → (cache) → order (a seeded permutation per pass) → batch → gather →
+:mod:`tfasc.data.frontends`) → (cache) → order (a seeded permutation per pass, or balanced draws by class) → batch → gather →
 (per-example waveform augmentation and the front-end, when training augments the decoded clips) →
 normalize (:mod:`tfasc.data.normalization`) → batch augment → prefetch.
 Features are computed once per clip (and kept on disk when caching), then every epoch reads them
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -237,6 +238,101 @@ def _index_batches(pass_index, *, num_examples: int, batch_size: int, per_pass: 
     return tf.data.Dataset.range(per_pass).map(lambda j: order[j * batch_size : (j + 1) * batch_size])
 
 
+SAMPLING = ("shuffle", "balanced")
+"""``make_dataset``'s orders of training examples (``data.sampling``)."""
+
+
+@dataclass(frozen=True)
+class ClassLists:
+    """Each class's examples for balanced sampling, concatenated: class ``k``'s (the ``k``-th class
+    with any) are ``members[starts[k] : starts[k] + sizes[k]]``."""
+
+    members: np.ndarray
+    starts: np.ndarray
+    sizes: np.ndarray
+
+
+def class_lists(targets: np.ndarray) -> ClassLists:
+    """The examples of every class that has any (a multi-label example is in each of its classes'
+    lists; positive: a target ``>= 0.5``). A class without examples cannot be drawn and is left out.
+
+    Raises:
+        ValueError: when no example has a positive target.
+    """
+    examples, classes = np.nonzero(np.asarray(targets) >= 0.5)
+    if not len(examples):
+        raise ValueError("balanced sampling needs examples with a positive target; none has one")
+    members = examples[np.argsort(classes, kind="stable")].astype(np.int64)  # by class, then example
+    sizes = np.bincount(classes)
+    sizes = sizes[sizes > 0].astype(np.int64)
+    return ClassLists(members, np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64), sizes)
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer: a bijection of uint64 whose outputs look independent of its inputs."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def random_keys(*parts) -> np.ndarray:
+    """Pseudo-random uint64 keys, a pure function of the integers ``parts`` (numpy-broadcast).
+
+    A counter-based hash instead of a seeded generator: the keys of any (pass, class, epoch) come
+    without generating those before, and a whole block of them in one vectorized call."""
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps by design
+        keys = np.zeros(np.broadcast_shapes(*(np.shape(part) for part in parts)), np.uint64)
+        for part in parts:
+            keys = _mix64((keys + np.uint64(0x9E3779B97F4A7C15)) ^ np.asarray(part).astype(np.uint64))
+    return keys
+
+
+def _permutations(seed: int, stream: int, rows: np.ndarray, length: int) -> np.ndarray:
+    """``[len(rows), length]``: row ``i`` a permutation of ``range(length)`` seeded by
+    ``(seed, stream, rows[i])`` (``rows`` may also be ``[n, 2]`` pairs)."""
+    rows = np.asarray(rows, np.int64).reshape(len(rows), -1)
+    columns = [rows[:, [c]] for c in range(rows.shape[1])]
+    keys = random_keys(seed % 2**64, stream, *columns, np.arange(length, dtype=np.int64)[np.newaxis])
+    return np.argsort(keys, axis=1, kind="stable")
+
+
+def balanced_draws(first: int, count: int, lists: ClassLists, seed: int) -> np.ndarray:
+    """Example indices of balanced draws ``first .. first + count - 1`` (PANNs' balanced sampler, made stateless).
+
+    Draws go through the classes in cycles: cycle ``c`` (draws ``c*K .. c*K + K - 1`` of ``K``
+    classes) visits every class once, in an order seeded by ``(seed, c)``. So each class is drawn
+    for the ``c``-th time in cycle ``c``, and takes the next example of its own list: position
+    ``c mod size`` of the list's permutation seeded by ``(seed, class, c div size)``, so every
+    example of a class is drawn once before any twice (the list reshuffled each time it is used up).
+    Draw ``t`` depends on ``(seed, t)`` alone, however many draws came before.
+    """
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    num_classes = len(lists.sizes)
+    cycle, slot = np.divmod(np.arange(first, first + count, dtype=np.int64), num_classes)
+    cycles = np.arange(cycle[0], cycle[-1] + 1)
+    drawn_class = _permutations(seed, 0, cycles, num_classes)[cycle - cycle[0], slot]
+    drawn = np.empty(count, np.int64)
+    for k in np.unique(drawn_class):
+        rows = np.flatnonzero(drawn_class == k)
+        epoch, position = np.divmod(cycle[rows], lists.sizes[k])
+        epochs = np.arange(epoch[0], epoch[-1] + 1)
+        orders = _permutations(seed, 1, np.stack([np.full_like(epochs, k), epochs], axis=1), int(lists.sizes[k]))
+        drawn[rows] = lists.members[lists.starts[k] + orders[epoch - epochs[0], position]]
+    return drawn
+
+
+def _balanced_index_batches(pass_index, *, lists: ClassLists, batch_size: int, per_pass: int, seed: int):
+    """The ``per_pass`` full batches of pass ``pass_index`` of balanced draws (:func:`balanced_draws`)."""
+    draws_per_pass = per_pass * batch_size
+
+    def draws(p):
+        return balanced_draws(int(p) * draws_per_pass, draws_per_pass, lists, seed)
+
+    order = tf.numpy_function(draws, [tf.cast(pass_index, tf.int64)], tf.int64, stateful=False)
+    return tf.data.Dataset.from_tensor_slices(tf.reshape(order, [per_pass, batch_size]))
+
+
 def make_dataset(
     features: np.ndarray,
     targets: np.ndarray,
@@ -267,6 +363,11 @@ def make_dataset(
     with the global batch index. With ``repeat`` the dataset is endless (train with ``steps_per_epoch``),
     otherwise it is pass 0 alone.
 
+    ``sampling="balanced"`` (needs ``shuffle``) draws the examples by class instead
+    (:func:`balanced_draws`, PANNs' balanced sampler): every class with examples appears equally
+    often however unbalanced ``targets`` are, an example without a positive target never; a pass is
+    still ``per_pass`` batches, all full.
+
     ``start_batch=k`` yields exactly what the dataset with ``start_batch=0`` yields from its k-th
     batch on, without loading the features of the batches it skips: a resumed training run
     (``k = finished_epochs * steps_per_epoch``) continues the order and augmentations where the
@@ -278,8 +379,10 @@ def make_dataset(
         raise ValueError("cannot make a dataset from zero examples")
     if start_batch < 0:
         raise ValueError(f"start_batch must be >= 0, got {start_batch}")
-    if sampling != "shuffle":
-        raise ValueError(f"sampling {sampling!r} is not available yet; expected 'shuffle'")
+    if sampling not in SAMPLING:
+        raise ValueError(f"sampling {sampling!r}: expected one of {SAMPLING}")
+    if sampling == "balanced" and not shuffle:
+        raise ValueError("balanced sampling draws at random; it needs shuffle=True")
     if (transform is None) != (transformed_shape is None):
         raise ValueError("transform and transformed_shape go together")
     feature_shape_ = tuple(features.shape[1:])
@@ -298,13 +401,18 @@ def make_dataset(
     def normalize_batch(x):
         return np.asarray(normalize(x), np.float32)
 
-    passes = dict(num_examples=len(features), batch_size=batch_size, per_pass=per_pass, shuffle=shuffle, seed=seed)
+    if sampling == "balanced":
+        index_batches = partial(_balanced_index_batches, lists=class_lists(targets), batch_size=batch_size,
+                                per_pass=per_pass, seed=seed)
+    else:
+        index_batches = partial(_index_batches, num_examples=len(features), batch_size=batch_size, per_pass=per_pass,
+                                shuffle=shuffle, seed=seed)
     if repeat:
         first_pass, offset = divmod(start_batch, per_pass)
-        indices = tf.data.Dataset.counter(first_pass).flat_map(lambda p: _index_batches(p, **passes)).skip(offset)
+        indices = tf.data.Dataset.counter(first_pass).flat_map(index_batches).skip(offset)
         indices = indices.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
     else:
-        indices = _index_batches(tf.constant(0, tf.int64), **passes).skip(start_batch)
+        indices = index_batches(tf.constant(0, tf.int64)).skip(start_batch)
     dataset = indices.enumerate(start=start_batch)  # (global batch index, example indices)
 
     def load(batch_index, indices):

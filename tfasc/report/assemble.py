@@ -44,6 +44,10 @@ def data_summary(context: StageContext) -> dict:
         "segment_frames": data.segment_frames,
         "segments_per_clip": data.segments_per_clip,
         "outputs": "sigmoid" if data.sigmoid_outputs else "softmax",
+        "multi_label": data.index.multi_label,
+        "sampling": recipe.data.sampling,
+        # Training clips per class: how unbalanced the list is (a class's chance AP is its positive rate).
+        "train_class_counts": dict(zip(data.index.classes, map(int, data.train_targets.sum(axis=0)))),
     }
 
 

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from tfasc.files import write_atomic
+from tfasc.formatting import is_tagging, tagging_section
 
 
 def render_markdown(report: dict) -> str:
@@ -29,6 +30,8 @@ def render_markdown(report: dict) -> str:
                      f"clip; a clip's probabilities ({data.get('outputs', 'softmax')}) are the mean of its segments'")
     elif data.get("outputs") == "sigmoid":
         lines.append("- outputs: an independent sigmoid per class")
+    if data.get("sampling") == "balanced":
+        lines.append("- training batches: balanced sampling (every class drawn equally often)")
     if data.get("skipped_files"):
         lines.append(f"- skipped unreadable files: {data['skipped_files']}")
     lines += [f"- time: {report['time_s']:.1f} s", ""]
@@ -36,9 +39,22 @@ def render_markdown(report: dict) -> str:
         stage = stages.get(name)
         if stage.report_section is None or report.get(stage.report_section):
             lines += stage.markdown(report)
+    lines += deployed_tagging_section(report)
     if report.get("plots"):
         lines += ["## Plots", "", *[f"![{name}]({path})" for name, path in report["plots"].items()], ""]
     return "\n".join(lines)
+
+
+def deployed_tagging_section(report: dict) -> list[str]:
+    """For multi-label data, the exported float model's and the int8 model's mAP, mean AUC, d' and
+    per-class AP on the evaluation clips side by side (the export stage's section states accuracies)."""
+    deploy = report.get("deploy") or {}
+    if not is_tagging(deploy.get("metrics", {})):
+        return []
+    columns = {"float": deploy["float_metrics"], "int8": deploy["metrics"]} if "float_metrics" in deploy else {
+        "int8": deploy["metrics"]}
+    return ["## Tagging metrics of the exported models", "",
+            *tagging_section(f"{report['data']['eval_split']} split", columns)]
 
 
 def write_report(run_dir: Path, report: dict) -> tuple[Path, Path]:

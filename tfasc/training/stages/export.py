@@ -9,7 +9,7 @@ from typing import Any
 
 from tfasc.data.prepare import frontend_of, normalized
 from tfasc.log import log
-from tfasc.formatting import percent
+from tfasc.formatting import headline, percent
 from tfasc.training.context import FLOAT_MODEL, QAT_MODEL, StageContext
 from tfasc.training.rundir import Artifact
 from tfasc.training.stages import Stage, register
@@ -81,9 +81,7 @@ class ExportStage(Stage):
         lines = [
             "## Deployment (int8, TFLite Micro)",
             "",
-            f"- int8 accuracy {percent(deploy['metrics'].get('accuracy'))}, macro accuracy "
-            f"{percent(deploy['metrics'].get('macro_accuracy'))} (trained float model: "
-            f"{percent(float_metrics.get('accuracy'))})",
+            f"- int8 {headline(deploy['metrics'])} (trained float model: {headline(float_metrics)})",
             f"- top-1 agreement of the int8 model with the float model (pruned if pruning ran) "
             f"{percent(deploy['top1_agreement_with_float'])}, with the Keras model it was converted from "
             f"{percent(deploy['top1_agreement_with_keras_source'])}",

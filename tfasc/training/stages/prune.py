@@ -7,7 +7,7 @@ from typing import Any
 
 from tfasc.log import log
 from tfasc.models.saving import save_model
-from tfasc.formatting import percent
+from tfasc.formatting import headline, percent
 from tfasc.training import loop
 from tfasc.training.context import FLOAT_MODEL, StageContext, fine_tune
 from tfasc.training.rundir import Artifact
@@ -50,8 +50,7 @@ class PruneStage(Stage):
             "",
             f"- {sparsity['zeros']:,} of {sparsity['params']:,} prunable weights are zero "
             f"({percent(sparsity['sparsity'])}, {how})",
-            f"- accuracy after fine-tuning: {percent(prune['metrics'].get('accuracy'))}, "
-            f"macro accuracy {percent(prune['metrics'].get('macro_accuracy'))}",
+            f"- after fine-tuning: {headline(prune['metrics'])}",
             "",
         ]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tfasc.log import log
-from tfasc.formatting import percent
+from tfasc.formatting import headline, percent
 from tfasc.training import loop
 from tfasc.training.context import FLOAT_MODEL, MODEL_LOADERS, QAT_MODEL, StageContext, fine_tune
 from tfasc.training.rundir import Artifact
@@ -82,8 +82,7 @@ class QatStage(Stage):
         return [
             "## Quantization-aware training",
             "",
-            f"- accuracy (simulated int8): {percent(qat['metrics'].get('accuracy'))}, "
-            f"macro accuracy {percent(qat['metrics'].get('macro_accuracy'))}{kept}",
+            f"- simulated int8: {headline(qat['metrics'])}{kept}",
             "",
         ]
 
