@@ -1,5 +1,6 @@
 """ERANNs (Verbitskiy et al. 2022): Table 1's structure, Eq. 2-4's temporal sizes, the parameter
-counts of Tables 4, 6, 8 and 9, any input length, and a device-sized ERANN in int8 on TFLite Micro."""
+counts of Tables 4, 6, 8 and 9 and any input length. A device-sized ERANN in int8 on TFLite Micro:
+tests/recipes/test_recipes.py (the AudioSet recipe end to end); its blocks: tests/layers/test_erann.py."""
 
 from __future__ import annotations
 
@@ -10,9 +11,6 @@ import tfasc  # noqa: F401
 import tf_keras as keras
 
 from tfasc import models
-from tfasc.compress import qat
-from tfasc.compress.export_form import to_export_form
-from tfasc.deploy import convert, flatbuffer, tflm
 
 #: (table, s_m, W, classes, parameters x 10^6 as printed): one row of each table.
 PAPER_ROWS = [
@@ -69,28 +67,3 @@ def test_bad_options_name_the_option():
         models.build("erann", (128, None, 1), 10, widening=0)
     with pytest.raises(ValueError, match="time_multiple"):
         models.build("erann", (128, None, 1), 10, temporal_param=3, time_multiple=64)
-
-
-@pytest.mark.slow
-def test_a_device_sized_erann_runs_bit_exact_in_tflite_micro():
-    # W = 0.25 (2..32 channels), s_m = 2, 64 mels x 200 frames (padded to 256 inside): the whole
-    # model through tfasc's export form, TF-MOT QAT and the int8 converter, then TFLite Micro
-    # against TFLite's reference kernels.
-    rng = np.random.default_rng(3)
-    x = rng.normal(size=(8, 64, 200, 1)).astype(np.float32)
-    model = models.build("erann", (64, None, 1), 5, widening=0.25, temporal_param=2)
-    quantized = qat.quantize_model(to_export_form(model, trainable=True), preserve_sparsity=False)
-    for _ in range(3):  # moves TF-MOT's activation ranges towards the data
-        quantized(x, training=True)
-    int8 = convert.to_tflite(quantized, kind="int8", representative_data=[e[np.newaxis] for e in x],
-                             input_shape=x.shape[1:])
-    flatbuffer.check_builtin_only(int8)
-    ops = set(flatbuffer.ops_used(int8))
-    assert {"CONV_2D", "LEAKY_RELU", "ADD", "PAD"} <= ops, ops
-    input_q, _ = convert.io_quantization(int8)
-    # 20 residual blocks requantize what QAT rounds once: measured 0-11 output steps (of 256),
-    # a few per cent of the logits' range.
-    expected = quantized(x, training=False).numpy()
-    assert np.abs(convert.run_tflite(int8, x) - expected).max() <= 0.1 * np.ptp(expected)
-    result = tflm.verify_bit_exact(int8, input_q.quantize(x))
-    assert result.bit_exact, result.to_dict()

@@ -285,3 +285,33 @@ def test_esc50_aclnet_recipe_runs_crossval_on_synthesized_esc50_data(tmp_path):
     # Trained on 0.4 s crops, the int8 model takes the whole 0.6 s clip: 4,800 int8 samples.
     tflite = next((tmp_path / "cv" / "fold-2" / "deploy").glob("*.tflite")).read_bytes()
     assert io_quantization(tflite)[0].shape == (1, 4800, 1)
+
+
+@pytest.mark.slow
+def test_audioset_erann_recipe_tags_synthesized_audioset_to_a_verified_int8_bundle(tmp_path):
+    # The shipped recipe (44.1 kHz log-mel, balanced sampling, crops, SpecAugment, between-class mixing,
+    # EMA, one-cycle) on a small AudioSet layout of multi-label tone/noise clips, at W = 0.25 with QAT.
+    from support.audioset_layout import write_audioset_layout
+
+    write_audioset_layout(tmp_path / "audioset", unbalanced_clips=64, balanced_clips=16, eval_clips=24, seed=2)
+    out = tmp_path / "run"
+    status = run_shipped_recipe("audioset_erann.yaml", out, {
+        "stages": "[train, qat, export]", "data.root": tmp_path / "audioset", "data.cache_dir": tmp_path / "cache",
+        "data.duration_s": 1.0, "data.batch_size": 16, "augment.waveform.crop_s": 0.75,
+        "augment.time_mask_width": 8, "model.widening": 0.25, "training.steps_per_epoch": 8,
+        "training.epochs": 6, "training.learning_rate": 3.0e-3, "training.ema_decay": 0.9,
+        "compress.qat.epochs": 1, "export.representative_examples": 16, "export.verify_examples": 4,
+        "output.tensorboard": "false", "output.plots": "false"})
+    assert status == 0
+    report = json.loads((out / "report.json").read_text())
+    deploy = report["deploy"]
+    assert report["data"]["outputs"] == "sigmoid" and report["data"]["sampling"] == "balanced"
+    assert deploy["tflm"]["bit_exact"] is True
+    assert {"mAP", "mean_auc", "d_prime"} <= set(deploy["metrics"])
+    assert {"CONV_2D", "LEAKY_RELU", "ADD", "PAD", "DEPTHWISE_CONV_2D"} <= set(deploy["ops"])
+    # The bundle states what the device pays: flash (the flatbuffer's bytes), arena and MACs.
+    int8_bytes = (out / deploy["files"]["int8"]["path"]).stat().st_size
+    arena = int(re.search(r"kTensorArenaSize = (\d+);", (out / "deploy" / "model_config.h").read_text()).group(1))
+    readme = (out / "deploy" / "README.md").read_text()
+    assert f"{int8_bytes:,} bytes of flash" in readme and f"{arena:,}-byte tensor arena" in readme
+    assert f"{deploy['profile']['macs']:,} multiply-accumulates per inference" in readme

@@ -601,11 +601,14 @@ TfLiteStatus ClassifyClip(tflite::MicroInterpreter& interpreter, const float* cl
 
 def readme_text(*, ops: Sequence[str], arena_bytes: int, model_bytes: int, frontend: str = "log_mel",
                 segment_frames: int | None = None, sigmoid_outputs: bool = False,
-                normalization: str | None = None) -> str:
+                normalization: str | None = None, macs: int | None = None) -> str:
     """The bundle's README.md; ``frontend`` is the front-end kind (``FRONTEND_KINDS``); ``segment_frames``:
     the model classifies segments of that many frames and a clip is the mean of its segments'
     probabilities; ``sigmoid_outputs``: those are per-class sigmoids, not a softmax; ``normalization``:
-    the front end's normalization mode (a waveform model's per-clip one is computed on the device)."""
+    the front end's normalization mode (a waveform model's per-clip one is computed on the device);
+    ``macs``: multiply-accumulates of one inference (``tfasc.deploy.profile``)."""
+    cost = (f"What the device pays: {model_bytes:,} bytes of flash for the model, a {arena_bytes:,}-byte tensor "
+            f"arena{'' if macs is None else f', {macs:,} multiply-accumulates per inference'}.\n\n")
     text = _readme_input(frontend_kind({"kind": frontend}), normalization)
     activation = ("an independent sigmoid per class of the dequantized logits (`kSigmoidOutputs`: the model "
                   "was trained with binary cross-entropy)" if sigmoid_outputs else
@@ -613,7 +616,7 @@ def readme_text(*, ops: Sequence[str], arena_bytes: int, model_bytes: int, front
     segments = _README_SEGMENTS.format(activation=activation) if segment_frames is not None else ""
     return f"""# tfasc int8 model for TensorFlow Lite Micro
 
-Files: `model_int8.tflite` ({model_bytes} bytes), `model_data.cc/.h` (the same bytes as a
+{cost}Files: `model_int8.tflite` ({model_bytes} bytes), `model_data.cc/.h` (the same bytes as a
 16-byte aligned C array), `ops.h` (resolver with the {len(set(ops))} ops used: {', '.join(sorted(set(ops)))}),
 `model_config.h` (arena size {arena_bytes} bytes, input shape and quantization, class names,
 {text['config']}).
@@ -672,6 +675,7 @@ def write_bundle(
     segment_frames: int | None = None,
     clip_frames: int | None = None,
     sigmoid_outputs: bool = False,
+    macs: int | None = None,
 ) -> Path:
     """Write the deployment bundle into ``out_dir`` atomically; returns ``out_dir``.
 
@@ -693,6 +697,7 @@ def write_bundle(
         segment_frames, clip_frames: the model's input is a segment of ``segment_frames`` of a
             clip's ``clip_frames`` frames; the device averages the segments' probabilities.
         sigmoid_outputs: probabilities are per-class sigmoids (binary cross-entropy), not a softmax.
+        macs: multiply-accumulates of one inference, stated in the README with the flash and arena.
     """
     if arena_bytes <= 0:
         raise ValueError(f"arena_bytes={arena_bytes}: expected the positive arena size in bytes")
@@ -726,7 +731,7 @@ def write_bundle(
         "README.md": readme_text(
             ops=ops, arena_bytes=arena, model_bytes=len(tflite_int8), frontend=frontend_kind(frontend),
             segment_frames=segment_frames, sigmoid_outputs=sigmoid_outputs,
-            normalization=frontend.get("normalization"),
+            normalization=frontend.get("normalization"), macs=macs,
         ),
     }
     if normalization is not None:

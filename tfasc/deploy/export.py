@@ -128,6 +128,8 @@ def export_model(
     float_metrics = score(float_scores, eval_targets, class_names, multi_label=multi_label)
     agrees = lambda scores: float(np.mean(int8_scores.argmax(axis=1) == scores.argmax(axis=1)))
 
+    profiled = with_input_shape(profiled_model or float_model, example_shape)  # MACs of one evaluation input
+    complexity = profile.profile_model(profiled, clip_seconds=clip_seconds, tflite_int8=int8)
     bundle_dir = bundle.write_bundle(
         out_dir / "deploy",
         int8,
@@ -141,12 +143,11 @@ def export_model(
         segment_frames=segment_frames,
         clip_frames=clip_frames,
         sigmoid_outputs=sigmoid,
+        macs=complexity["macs"],
     )
     write_atomic(out_dir / FLOAT16_FILE, float16)
     write_atomic(out_dir / FLOAT32_FILE, float32)
 
-    profiled = with_input_shape(profiled_model or float_model, example_shape)  # MACs of one evaluation input
-    complexity = profile.profile_model(profiled, clip_seconds=clip_seconds, tflite_int8=int8)
     return {
         "metrics": int8_metrics,
         "float_metrics": float_metrics,

@@ -27,7 +27,8 @@ the add not counted). Its export form is the stock-layer graph: BN1 as a frozen 
 ``DepthwiseConv2D`` holding its inference affine transform (it follows an add, so nothing folds it;
 tfasc's export form does the same for every such BN), ``LeakyReLU``, ``ZeroPadding2D`` + ``Conv2D``
 (valid) for Conv1, BN2 (TF-MOT folds it into Conv1), ``Conv2D`` (same) for Conv2, the shortcut
-``Conv2D`` and an ``Add``: int8 DEPTHWISE_CONV_2D, LEAKY_RELU, PAD, CONV_2D and ADD builtins.
+``Conv2D`` after a 1x1 ``MaxPooling2D`` with the block's strides (subsampling: see ``build``) and
+an ``Add``: int8 DEPTHWISE_CONV_2D, LEAKY_RELU, PAD, CONV_2D, MAX_POOL_2D and ADD builtins.
 ``TimePadding`` is an int8 PAD at the export's fixed length (nothing when no frames are missing).
 """
 
@@ -142,9 +143,13 @@ class AudioResidualBlock(LayerContract, keras.layers.Layer):
         self.conv2.build(conv1_shape)
         self.projection = channels != self.filters or self.strides != (1, 1)
         if self.projection:
-            self.shortcut = keras.layers.Conv2D(self.filters, 1, strides=self.strides, use_bias=False,
-                                                kernel_initializer=init, name="shortcut")
-            self.shortcut.build(shape)
+            # The strided 1x1 convolution as subsampling then a 1x1 convolution: the same function, but
+            # training a strided 1x1 Conv2D aborts the process in TensorFlow 2.17's oneDNN kernels on
+            # this stack ("free(): invalid size", measured; stride-1 and 3x3 strided ones train).
+            self.subsample = keras.layers.MaxPooling2D(1, strides=self.strides, name="subsample")
+            self.shortcut = keras.layers.Conv2D(self.filters, 1, use_bias=False, kernel_initializer=init,
+                                                name="shortcut")
+            self.shortcut.build(self.subsample.compute_output_shape(shape))
             self.kernel_attributes = ("conv1.kernel", "conv2.kernel", "shortcut.kernel")
         super().build(input_shape)
 
@@ -157,7 +162,7 @@ class AudioResidualBlock(LayerContract, keras.layers.Layer):
         return self.conv2(x)
 
     def call(self, inputs, training=None):
-        shortcut = self.shortcut(inputs) if self.projection else inputs
+        shortcut = self.shortcut(self.subsample(inputs)) if self.projection else inputs
         return shortcut + self._residual_branch(inputs, training)
 
     def compute_output_shape(self, input_shape):
@@ -179,7 +184,10 @@ class AudioResidualBlock(LayerContract, keras.layers.Layer):
             x = export_sublayer(self.act1, x, name=name, trainable=trainable)
         for layer in (self.pad1, self.conv1, self.bn2, self.act2, self.conv2):
             x = export_sublayer(layer, x, name=name, trainable=trainable)
-        shortcut = export_sublayer(self.shortcut, inputs, name=name, trainable=trainable) if self.projection else inputs
+        shortcut = inputs
+        if self.projection:
+            shortcut = export_sublayer(self.subsample, shortcut, name=name, trainable=trainable)
+            shortcut = export_sublayer(self.shortcut, shortcut, name=name, trainable=trainable)
         return keras.layers.Add(name=f"{name}_add")([shortcut, x])
 
     def get_config(self) -> dict:
@@ -209,7 +217,7 @@ class TimePadding(LayerContract, keras.layers.Layer):
     paper pads the audio with zeros so that its frames number ``128 t``; padding the normalized
     features instead keeps the model free of the front-end and adds at most ``multiple - 1`` frames
     at the input's mean (0 after the mel-axis BatchNorm) rather than at the log of silence.
-    No kernels, no MACs; QAT quantizes its output (``OutputOnlyQuantizeConfig``); at the export's
+    No kernels, no MACs; QAT gives it no quantizer (its output keeps its input's scale); at the export's
     fixed length it is an int8 PAD, or nothing when no frames are missing. It has no export form
     because QAT runs on the any-length model, where the padding is not known before the call.
     """
@@ -240,9 +248,14 @@ class TimePadding(LayerContract, keras.layers.Layer):
         return 0
 
     def quantize_config(self):
-        from tfasc.layers.quantize_configs import OutputOnlyQuantizeConfig
+        # No quantizer of its own: padding keeps its input's scale (TF-MOT treats ZeroPadding2D so).
+        # A second output quantizer on an unpadded pass-through gives the converter two scales for
+        # one tensor, which an int8 PAD after it refuses ("same scale constraint", measured).
+        from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+            default_8bit_quantize_configs,
+        )
 
-        return OutputOnlyQuantizeConfig()
+        return default_8bit_quantize_configs.NoOpQuantizeConfig()
 
     def get_config(self) -> dict:
         config = super().get_config()
