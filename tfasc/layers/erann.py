@@ -122,7 +122,11 @@ class AudioResidualBlock(LayerContract, keras.layers.Layer):
             raise ValueError(f"AudioResidualBlock {self.name!r}: expected [batch, freq, time, channels] with "
                              f"known channels, got {shape}")
         channels = int(shape[-1])
-        init = "he_normal"  # Kaiming, for the (leaky) rectifiers
+        # Xavier (Glorot) uniform, as PANNs [11] initializes its convolutions. Kaiming's doubles the
+        # variance in every residual branch, and the identity shortcuts add it up over 20 blocks with
+        # no normalization before the pooling: logits with a standard deviation of 1,711 against
+        # 1.7 (measured, W = 0.5, random input), and a model that barely trains.
+        init = "glorot_uniform"
         if self.preactivation:
             self.bn1 = self._bn("bn1")
             self.bn1.build(shape)
