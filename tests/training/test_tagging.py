@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-import tensorflow as tf
 from sklearn.metrics import average_precision_score
 
 from support.audioset_layout import CLASSES, write_audioset_layout
+from support.tflite_reference import tflite_logits
 from tfasc.config import load_recipe
 from tfasc.data.prepare import normalized, prepare_data
 from tfasc.train import main
@@ -43,20 +43,9 @@ output: {{tensorboard: false}}
 TAGGING_KEYS = {"mAP", "mean_auc", "d_prime", "per_class_ap", "per_class_auc"}
 
 
-def int8_scores(tflite_path, inputs: np.ndarray) -> np.ndarray:
-    """Per-class sigmoid probabilities of the int8 model, run example by example in TFLite's interpreter."""
-    interpreter = tf.lite.Interpreter(model_path=str(tflite_path))
-    interpreter.allocate_tensors()
-    (given,), (produced,) = interpreter.get_input_details(), interpreter.get_output_details()
-    in_scale, in_zero = given["quantization"]
-    out_scale, out_zero = produced["quantization"]
-    logits = []
-    for example in inputs:
-        quantized = np.clip(np.round(example / in_scale) + in_zero, -128, 127).astype(np.int8)
-        interpreter.set_tensor(given["index"], quantized[np.newaxis])
-        interpreter.invoke()
-        logits.append((interpreter.get_tensor(produced["index"])[0].astype(np.float64) - out_zero) * out_scale)
-    return 1 / (1 + np.exp(-np.array(logits)))
+def int8_scores(tflite_path, inputs: np.ndarray, *, reference: bool) -> np.ndarray:
+    """Per-class sigmoid probabilities of the int8 model in TFLite's interpreter."""
+    return 1 / (1 + np.exp(-tflite_logits(tflite_path, inputs, reference=reference).astype(np.float64)))
 
 
 @pytest.mark.slow
@@ -82,7 +71,8 @@ def test_tagging_run_reports_map_and_a_verified_int8_model(tmp_path):
     # evaluation inputs the export scored, then scikit-learn's AP per class.
     data = prepare_data(load_recipe(out / "recipe.yaml"))
     targets = data.eval_targets
-    scores = int8_scores(out / deploy["files"]["int8"]["path"], normalized(data.eval.features, data))
+    scores = int8_scores(out / deploy["files"]["int8"]["path"], normalized(data.eval.features, data),
+                         reference=deploy["int8_evaluation_kernels"].startswith("reference"))
     expected_map = np.mean([average_precision_score(targets[:, k], scores[:, k]) for k in range(len(names))])
     assert deploy["metrics"]["mAP"] == pytest.approx(expected_map, abs=0.01)
 
