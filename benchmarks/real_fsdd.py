@@ -7,8 +7,10 @@
 3. **tfasc's best recipe**: ``recipes/fsdd_loso.yaml``.
 4. **AclNet from raw PCM**: ``recipes/fsdd_aclnet.yaml`` (the learned waveform front-end; no DSP
    before the int8 model but the per-clip normalization).
+5. **ERANN**: ``recipes/fsdd_erann.yaml`` (ERANN-1-0.5 on log-mel, between-class mixing, SpecAugment,
+   pitch shifting, EMA).
 
-For 2, 3 and 4, per speaker and mean: float accuracy, int8 accuracy (every evaluation clip through the
+For 2 to 5, per speaker and mean: float accuracy, int8 accuracy (every evaluation clip through the
 int8 model, and every one of them checked bit for bit in the TFLite Micro interpreter:
 ``export.verify_examples`` covers the split), int8 flash bytes, tensor arena bytes, MACs per second
 of audio. Then the input pipeline's training examples per second with every augmentation of the best
@@ -42,6 +44,7 @@ SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
 TODAY = REPO / "recipes" / "fsdd_log_mel.yaml"
 BEST = REPO / "recipes" / "fsdd_loso.yaml"
 ACLNET = REPO / "recipes" / "fsdd_aclnet.yaml"
+ERANN = REPO / "recipes" / "fsdd_erann.yaml"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -49,7 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--root", default=str(REPO.parent / "shared" / "data" / "fsdd"), help="FSDD folder")
     parser.add_argument("--out", default="runs/real_fsdd", help="folder of the crossval runs and real_fsdd.json")
     parser.add_argument("--speakers", nargs="+", default=list(SPEAKERS), choices=SPEAKERS)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["logreg", "baseline_cnn", "best", "aclnet", "throughput"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["logreg", "baseline_cnn", "best", "aclnet", "erann",
+                                                                      "throughput"])
     parser.add_argument("--throughput-batches", type=int, default=30)
     return parser.parse_args(argv)
 
@@ -161,7 +165,8 @@ def markdown(results: dict, speakers) -> str:
     lines = ["| approach | model | " + " | ".join(speakers) + " | mean ± std | int8 bytes | arena bytes | MACs/s |",
              "|---" * (len(speakers) + 6) + "|"]
     names = {"logreg": "log-mel + logistic regression", "baseline_cnn": "baseline_cnn (fsdd_log_mel.yaml)",
-             "best": "tfasc best (fsdd_loso.yaml)", "aclnet": "AclNet, raw PCM (fsdd_aclnet.yaml)"}
+             "best": "tfasc best (fsdd_loso.yaml)", "aclnet": "AclNet, raw PCM (fsdd_aclnet.yaml)",
+             "erann": "ERANN-1-0.5, log-mel (fsdd_erann.yaml)"}
     for key, label in names.items():
         if key not in results:
             continue
@@ -201,6 +206,8 @@ def main(argv=None) -> int:
         results["best"] = recipe_folds(BEST, args.root, args.speakers, out / "fsdd_loso")
     if "aclnet" not in args.skip:
         results["aclnet"] = recipe_folds(ACLNET, args.root, args.speakers, out / "fsdd_aclnet")
+    if "erann" not in args.skip:
+        results["erann"] = recipe_folds(ERANN, args.root, args.speakers, out / "fsdd_erann")
     if "throughput" not in args.skip:
         results["throughput"] = throughput(args.root, args.throughput_batches)
     from tfasc.files import write_atomic

@@ -198,7 +198,7 @@ def test_a_killed_and_resumed_fit_ends_with_the_same_average(tmp_path):
 
 #: The tiny recipe with EMA, two epochs of two steps, no dropout (tests/support/recipes.py).
 EMA_OVERRIDES = ["stages=[train]", "model.dropout=0.0", "training.epochs=2", "training.steps_per_epoch=2",
-                 "training.ema_decay=0.5"]
+                 "training.ema_decay=0.5", "training.ema_batchnorm_batches=0"]  # raw statistics: compared below
 
 
 def test_the_train_stage_saves_evaluates_and_records_the_average(tmp_path, monkeypatch):
@@ -215,7 +215,7 @@ def test_the_train_stage_saves_evaluates_and_records_the_average(tmp_path, monke
 
     result = json.loads((out / "stages" / "train.json").read_text())
     assert result["ema"] == {"decay": 0.5, "steps": 4, "averaged": "trainable weights",
-                             "initial_weight_share": 0.5 ** 4}
+                             "initial_weight_share": 0.5 ** 4, "batchnorm_batches": 0}
     report = json.loads((out / "report.json").read_text())
     assert report["ema"]["decay"] == 0.5
     assert "exponential moving average of the trainable weights (decay 0.5" in (out / "report.md").read_text()
@@ -227,3 +227,23 @@ def test_the_train_stage_saves_evaluates_and_records_the_average(tmp_path, monke
     assert_weights_close(values(saved.non_trainable_variables), recorder.non_trainable[-1], rtol=0, atol=0)
     # The last epoch's logged evaluation and the report are the same (averaged) model's.
     assert float(history(out)[-1]["val_accuracy"]) == pytest.approx(report["metrics"]["accuracy"], abs=1e-6)
+
+
+def test_batchnorm_statistics_are_re_estimated_for_the_averaged_weights(tmp_path):
+    # SWA's rule: after fit the averaged weights carry BatchNorm statistics averaged over the first
+    # K training batches run through them. Reference: the BN's input computed by a probe model with
+    # the final (averaged) weights, its per-channel batch mean and variance in numpy, averaged.
+    K = 3
+    model = tiny_model()
+    loop.fit(model, train_data, eval_data(), epochs=EPOCHS, steps=STEPS, run_dir=tmp_path / "bn", tensorboard=False,
+             verbose=0, batchnorm_batches=K)
+    bn = next(layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
+    probe = keras.Model(model.input, bn.input)
+    means, variances = [], []
+    for x, _ in train_data(0).take(K):
+        h = probe(x, training=False).numpy().astype(np.float64).reshape(-1, bn.input.shape[-1])
+        means.append(h.mean(axis=0))
+        variances.append(h.var(axis=0, ddof=1))  # TensorFlow's moving variance is the unbiased one
+    np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean(means, axis=0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), np.mean(variances, axis=0), rtol=1e-3, atol=1e-6)
+    assert bn.momentum == 0.99  # restored

@@ -195,6 +195,10 @@ class TrainingConfig:
     """Keep an exponential moving average of the weights, ``ema = decay * ema + (1 - decay) * w`` after
     every optimizer step (ERANN paper, Eq. 6), and evaluate, save and export the averaged weights
     (None: off). Typical: 0.99-0.999."""
+    ema_batchnorm_batches: int = field(default=32, **_range(min=0))
+    """With ``ema_decay``: re-estimate the BatchNorm statistics of the averaged weights on this many
+    training batches before every evaluation and at the end (stochastic weight averaging's rule;
+    the raw weights' statistics do not fit their average). 0: keep the raw model's statistics."""
 
 
 @dataclass(frozen=True, kw_only=True)

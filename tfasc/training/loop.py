@@ -13,7 +13,9 @@ With an optimizer that keeps an exponential moving average of the weights (``use
 ``training.ema_decay``), the per-epoch evaluation runs with the averaged weights (the ``val_*``
 columns of the log are the averaged model's; the training loss and accuracy are the raw weights'),
 the averages are part of each backup (optimizer variables), and when ``fit`` returns the model holds
-the averaged weights.
+the averaged weights. With ``batchnorm_batches`` the BatchNorm statistics of the averaged weights are
+re-estimated (:func:`estimate_batchnorm_statistics`) before every such evaluation and at the end, as
+stochastic weight averaging does: statistics left from the raw weights do not fit their average.
 """
 
 from __future__ import annotations
@@ -154,30 +156,68 @@ def uses_ema(model) -> bool:
     return bool(getattr(getattr(model, "optimizer", None), "use_ema", False))
 
 
+def _normalization_layers(model) -> list:
+    """Layers with moving statistics updated by a ``momentum`` (BatchNorm, sub-spectral norm), nested ones included."""
+    return [layer for layer in model.submodules
+            if isinstance(layer, keras.layers.Layer) and hasattr(layer, "momentum") and hasattr(layer, "moving_mean")]
+
+
+def estimate_batchnorm_statistics(model, batches) -> int:
+    """Set every BatchNorm's moving mean and variance to the average of its batch statistics over
+    ``batches`` (inputs, or ``(inputs, targets)`` pairs) with the model's current weights: batch
+    ``k`` enters with momentum ``(k - 1) / k``, a cumulative average, as SWA's ``update_bn``. The
+    layers' momenta are restored after; no other weight changes. Returns the batches used."""
+    layers = _normalization_layers(model)
+    momenta = [layer.momentum for layer in layers]
+    count = 0
+    try:
+        for batch in batches:
+            inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
+            count += 1
+            for layer in layers:
+                layer.momentum = (count - 1) / count
+            model(inputs, training=True)  # eager: each call reads the momentum set above
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+    return count
+
+
 class EvaluateWithEMA(keras.callbacks.Callback):
     """Evaluate with the optimizer's moving average of the trainable weights, then train on.
 
     At the start of an evaluation inside ``fit`` the raw trainable weights are copied aside and
     replaced by their averages (``Optimizer.finalize_variable_values``); at its end they are put
     back exactly, so the training trajectory, the backups and what follows are the raw model's.
-    Non-trainable weights (BatchNorm's moving statistics) are the raw model's throughout: Keras'
-    ``use_ema`` averages the trainable weights only, as the ERANN paper's Eq. 6 does.
+    Keras' ``use_ema`` averages the trainable weights only, as the ERANN paper's Eq. 6 does; the
+    non-trainable ones (BatchNorm's moving statistics) are the raw model's, unless
+    ``calibration`` (a dataset of training batches) is given: then they are re-estimated for the
+    averaged weights (:func:`estimate_batchnorm_statistics`) and put back after the evaluation too.
     """
 
-    def __init__(self):
+    def __init__(self, calibration: tf.data.Dataset | None = None):
         super().__init__()
+        self.calibration = calibration
         self._raw = None
+        self._raw_statistics = None
 
     def on_test_begin(self, logs=None):
         variables = self.model.trainable_variables
         self._raw = [variable.numpy() for variable in variables]
         self.model.optimizer.finalize_variable_values(variables)
+        if self.calibration is not None:
+            self._raw_statistics = [variable.numpy() for variable in self.model.non_trainable_variables]
+            estimate_batchnorm_statistics(self.model, self.calibration)
 
     def on_test_end(self, logs=None):
         if self._raw is not None:
             for variable, value in zip(self.model.trainable_variables, self._raw):
                 variable.assign(value)
             self._raw = None
+        if self._raw_statistics is not None:
+            for variable, value in zip(self.model.non_trainable_variables, self._raw_statistics):
+                variable.assign(value)
+            self._raw_statistics = None
 
 
 def checkpoint_dir(run_dir: Path, name: str) -> Path:
@@ -207,6 +247,7 @@ def fit(
     tensorboard: bool = True,
     extra_callbacks=(),
     verbose: int = 2,
+    batchnorm_batches: int = 0,
 ) -> keras.callbacks.History:
     """``model.fit`` with CSV and TensorBoard logs in ``run_dir/logs`` and, when ``resumable``,
     per-epoch backups in ``run_dir/checkpoints/<name>`` for resume.
@@ -220,7 +261,9 @@ def fit(
     every epoch uses the averaged weights and the model returns holding them (Keras'
     ``finalize_variable_values`` at the end of ``fit``). The optimizer is built before the backup is
     restored, so the averages start from the initial weights and a resumed fit, even one with no
-    epoch left to run, continues from (or ends with) the backed-up averages.
+    epoch left to run, continues from (or ends with) the backed-up averages. ``batchnorm_batches > 0``
+    re-estimates the BatchNorm statistics of the averaged weights on the first that many training
+    batches (of the run's stream from batch 0) before each evaluation and at the end.
     """
     run_dir = Path(run_dir)
     (run_dir / LOG_DIR).mkdir(parents=True, exist_ok=True)
@@ -229,17 +272,20 @@ def fit(
     backups = checkpoint_dir(run_dir, name)
     if resumable:
         callbacks.insert(2, keras.callbacks.BackupAndRestore(str(backups), save_freq="epoch", delete_checkpoint=False))
+    calibration = None
+    if uses_ema(model) and batchnorm_batches > 0:
+        calibration = (train_data(0) if callable(train_data) else train_data).take(batchnorm_batches)
     if uses_ema(model):
         # Creates the averages now, from the initial weights (Eq. 6's θ_0), instead of at the first
         # step: the backup then restores them even when every epoch was already done.
         model.optimizer.build(model.trainable_variables)
-        callbacks.insert(0, EvaluateWithEMA())  # first to see an evaluation begin, so the others see the averages
+        callbacks.insert(0, EvaluateWithEMA(calibration))  # first to see an evaluation begin, so the others see the averages
     if callable(train_data):
         train_data = train_data(completed_epochs(backups) * steps if resumable else 0)
     if tensorboard:
         log_dir = run_dir / LOG_DIR / ("tensorboard" if name == "train" else f"tensorboard_{name}")
         callbacks.append(keras.callbacks.TensorBoard(str(log_dir), profile_batch=0))
-    return model.fit(
+    history = model.fit(
         train_data,
         validation_data=eval_data,
         epochs=epochs,
@@ -247,5 +293,8 @@ def fit(
         callbacks=callbacks,
         verbose=verbose,
     )
+    if calibration is not None:  # the model now holds the averaged weights: statistics to match
+        estimate_batchnorm_statistics(model, calibration)
+    return history
 
 

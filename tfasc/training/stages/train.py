@@ -44,14 +44,15 @@ def initial_model(recipe, input_shape, num_classes: int) -> tuple[Any, dict | No
     return model, {**source.to_json(), "fresh_layers": fresh}
 
 
-def ema_summary(decay: float | None, steps: int) -> dict | None:
+def ema_summary(decay: float | None, steps: int, batchnorm_batches: int = 0) -> dict | None:
     """What the stage result records of the weight averaging (None when ``training.ema_decay`` is off):
-    the decay, the optimizer steps averaged, which weights, and the share ``decay ** steps`` the
-    initial weights still have in the average (no warm-up or bias correction, as Eq. 6 of the ERANN paper)."""
+    the decay, the optimizer steps averaged, which weights, the share ``decay ** steps`` the initial
+    weights still have in the average (no warm-up or bias correction, as Eq. 6 of the ERANN paper),
+    and the training batches the averaged weights' BatchNorm statistics were estimated on (0: the raw model's)."""
     if decay is None:
         return None
     return {"decay": decay, "steps": steps, "averaged": "trainable weights",
-            "initial_weight_share": float(decay ** steps)}
+            "initial_weight_share": float(decay ** steps), "batchnorm_batches": batchnorm_batches}
 
 
 class TrainStage(Stage):
@@ -73,7 +74,7 @@ class TrainStage(Stage):
         name = model.name if source else recipe.model.name
         log(f"training {name} ({model.count_params():,} parameters) for {training.epochs} epochs "
             f"of {steps} steps")
-        ema = ema_summary(training.ema_decay, training.epochs * steps)
+        ema = ema_summary(training.ema_decay, training.epochs * steps, training.ema_batchnorm_batches)
         if ema:
             log(f"evaluating and keeping the exponential moving average of the weights (decay {ema['decay']})")
             if ema["initial_weight_share"] > 0.05:
@@ -84,7 +85,7 @@ class TrainStage(Stage):
         # returns the model holding them (loop.fit), so they are what is evaluated and saved here.
         loop.fit(model, context.train_dataset, context.eval_dataset(), epochs=training.epochs, steps=steps,
                  run_dir=context.run_dir, tensorboard=recipe.output.tensorboard,
-                 extra_callbacks=context.epoch_callbacks())
+                 extra_callbacks=context.epoch_callbacks(), batchnorm_batches=training.ema_batchnorm_batches)
         save_model(model, context.output(MODEL_FILE))
         return {
             **context.evaluate(model),
@@ -102,7 +103,9 @@ class TrainStage(Stage):
                       "every weight fine-tuned.", ""]
         if report.get("ema"):
             lines += [f"Evaluated and saved: the exponential moving average of the trainable weights "
-                      f"(decay {report['ema']['decay']}, over {report['ema']['steps']} steps).", ""]
+                      f"(decay {report['ema']['decay']}, over {report['ema']['steps']} steps)"
+                      + (f", BatchNorm statistics re-estimated for it on {report['ema']['batchnorm_batches']} "
+                         "training batches." if report['ema'].get('batchnorm_batches') else "."), ""]
         lines += metrics_section(f"{report['data']['eval_split']} split", report["metrics"])
         for group, metrics in report.get("held_out", {}).items():
             lines += metrics_section(f"held-out group: {group}", metrics)
