@@ -198,7 +198,7 @@ def test_a_killed_and_resumed_fit_ends_with_the_same_average(tmp_path):
 
 #: The tiny recipe with EMA, two epochs of two steps, no dropout (tests/support/recipes.py).
 EMA_OVERRIDES = ["stages=[train]", "model.dropout=0.0", "training.epochs=2", "training.steps_per_epoch=2",
-                 "training.ema_decay=0.5", "training.ema_batchnorm_batches=0"]  # raw statistics: compared below
+                 "training.ema_decay=0.5"]
 
 
 def test_the_train_stage_saves_evaluates_and_records_the_average(tmp_path, monkeypatch):

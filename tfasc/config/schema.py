@@ -195,10 +195,12 @@ class TrainingConfig:
     """Keep an exponential moving average of the weights, ``ema = decay * ema + (1 - decay) * w`` after
     every optimizer step (ERANN paper, Eq. 6), and evaluate, save and export the averaged weights
     (None: off). Typical: 0.99-0.999."""
-    ema_batchnorm_batches: int = field(default=32, **_range(min=0))
+    ema_batchnorm_batches: int = field(default=0, **_range(min=0))
     """With ``ema_decay``: re-estimate the BatchNorm statistics of the averaged weights on this many
-    training batches before every evaluation and at the end (stochastic weight averaging's rule;
-    the raw weights' statistics do not fit their average). 0: keep the raw model's statistics."""
+    training batches before every evaluation and at the end (stochastic weight averaging's rule: the
+    raw weights' statistics need not fit their average). 0: keep the raw model's statistics. Measured
+    on FSDD (ERANN, speaker george, after a one-cycle schedule that ends near zero, where the average
+    and the raw weights agree): 77.0 % with the raw statistics, 76.0 % re-estimated on 32 batches."""
 
 
 @dataclass(frozen=True, kw_only=True)
