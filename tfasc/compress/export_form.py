@@ -60,8 +60,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 import tfasc  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 import tensorflow as tf
 import tf_keras as keras
@@ -69,6 +67,7 @@ from tensorflow_model_optimization.python.core.quantization.keras import quantiz
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 
 from tfasc.compress.graph import ModelGraph, batchnorm_is_folded_by_tfmot
+from tfasc.layers.chain import batchnorm_as_depthwise_weights
 from tfasc.layers.contract import LayerContract
 
 _WRAPPERS = (pruning_wrapper.PruneLowMagnitude, quantize_wrapper.QuantizeWrapper, quantize_layer.QuantizeLayer)
@@ -79,24 +78,6 @@ def _normalizes_channels_of_4d(bn: keras.layers.BatchNormalization, x: Any) -> b
     rank = x.shape.rank
     axes = bn.axis if isinstance(bn.axis, (list, tuple)) else [bn.axis]
     return rank == 4 and sorted(int(a) % rank for a in axes) == [3]
-
-
-def batchnorm_as_depthwise_weights(bn: keras.layers.BatchNormalization) -> tuple[np.ndarray, np.ndarray]:
-    """``(kernel [1, 1, C, 1], bias [C])`` of a 1x1 depthwise conv equal to ``bn`` at inference.
-
-    ``scale = gamma / sqrt(moving_variance + epsilon)``, ``bias = beta - moving_mean * scale``
-    (gamma = 1 / beta = 0 when the BN has ``scale=False`` / ``center=False``), in float32 as
-    Keras' BN computes it.
-    """
-    variance = tf.cast(bn.moving_variance, tf.float32)
-    scale = tf.math.rsqrt(variance + tf.cast(bn.epsilon, tf.float32))
-    if bn.scale:
-        scale = scale * tf.cast(bn.gamma, tf.float32)
-    bias = -tf.cast(bn.moving_mean, tf.float32) * scale
-    if bn.center:
-        bias = bias + tf.cast(bn.beta, tf.float32)
-    scale, bias = scale.numpy(), bias.numpy()
-    return scale.reshape(1, 1, -1, 1), bias
 
 
 def _check_layers(model: keras.Model, graph: ModelGraph) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import tfasc  # noqa: F401  (selects tf_keras before TensorFlow is imported)
 
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
@@ -55,3 +56,21 @@ def export_sublayer(layer: keras.layers.Layer, x, *, name: str, trainable: bool)
     y = copy(x)
     copy.set_weights(layer.get_weights())
     return y
+
+
+def batchnorm_as_depthwise_weights(bn: keras.layers.BatchNormalization) -> tuple[np.ndarray, np.ndarray]:
+    """``(kernel [1, 1, C, 1], bias [C])`` of a 1x1 depthwise conv equal to ``bn`` at inference.
+
+    ``scale = gamma / sqrt(moving_variance + epsilon)``, ``bias = beta - moving_mean * scale``
+    (gamma = 1 / beta = 0 when the BN has ``scale=False`` / ``center=False``), in float32 as
+    Keras' BN computes it.
+    """
+    variance = tf.cast(bn.moving_variance, tf.float32)
+    scale = tf.math.rsqrt(variance + tf.cast(bn.epsilon, tf.float32))
+    if bn.scale:
+        scale = scale * tf.cast(bn.gamma, tf.float32)
+    bias = -tf.cast(bn.moving_mean, tf.float32) * scale
+    if bn.center:
+        bias = bias + tf.cast(bn.beta, tf.float32)
+    scale, bias = scale.numpy(), bias.numpy()
+    return scale.reshape(1, 1, -1, 1), bias

@@ -37,14 +37,12 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-import numpy as np
-
 import tfasc  # noqa: F401  (selects tf_keras before TensorFlow is imported)
 
 import tensorflow as tf
 import tf_keras as keras
 
-from tfasc.layers.chain import export_sublayer
+from tfasc.layers.chain import batchnorm_as_depthwise_weights, export_sublayer
 from tfasc.layers.contract import LayerContract
 
 #: Eq. 5: stride -> (K1, K2, P).
@@ -203,13 +201,12 @@ class AudioResidualBlock(LayerContract, keras.layers.Layer):
 
 
 def batchnorm_as_affine(bn: keras.layers.BatchNormalization, x, *, name: str, trainable: bool):
-    """``bn``'s inference transform as a 1x1 ``DepthwiseConv2D`` with bias on ``x`` (channels last):
-    per channel ``scale = gamma / sqrt(var + eps)``, ``bias = beta - mean * scale``."""
-    gamma, beta, mean, variance = (np.asarray(w, np.float64) for w in bn.get_weights())
-    scale = gamma / np.sqrt(variance + bn.epsilon)
+    """``bn``'s inference transform as a 1x1 ``DepthwiseConv2D`` with bias on ``x`` (channels last),
+    with the weights tfasc's export form gives every BatchNorm nothing folds
+    (:func:`tfasc.layers.chain.batchnorm_as_depthwise_weights`)."""
     affine = keras.layers.DepthwiseConv2D(1, use_bias=True, trainable=trainable, name=name)
     y = affine(x)
-    affine.set_weights([scale.reshape(1, 1, -1, 1).astype(np.float32), (beta - mean * scale).astype(np.float32)])
+    affine.set_weights(list(batchnorm_as_depthwise_weights(bn)))
     return y
 
 
