@@ -180,7 +180,7 @@ def test_held_out_group_counts_clips_in_no_split_and_reuses_evaluation_rows(tmp_
     assert len(part.eval_rows) == len(milan) - len(dropped) and len(part.extra.examples) == len(dropped)
     assert part.examples == len(milan)
 
-    model = build_model(recipe, data.input_shape, len(data.index.classes))
+    model = build_model(recipe, data.input_shape, len(data.index.classes), sigmoid_outputs=data.sigmoid_outputs)
     got = StageContext(recipe=recipe, run_dir=tmp_path, data=data).evaluate(model)["held_out"]["milan"]
 
     # Independent path: every Milan clip decoded afresh, predicted and scored.

@@ -218,7 +218,7 @@ def test_evaluation_scores_a_clip_by_the_mean_of_its_segments_probabilities(base
     context = _context(base, [f"training.loss.name={loss}"])
     data = context.data
     assert data.sigmoid_outputs == (loss == "binary_crossentropy")
-    model = build_model(context.recipe, data.input_shape, len(data.index.classes))
+    model = build_model(context.recipe, data.input_shape, len(data.index.classes), sigmoid_outputs=data.sigmoid_outputs)
     got = context.evaluate(model)["metrics"]
 
     clips = np.asarray(data.eval.features)

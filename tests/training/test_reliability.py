@@ -409,12 +409,22 @@ def test_resumed_training_equals_an_uninterrupted_run_and_time_adds_up(tmp_path)
     assert report_time < first + second_s
 
 
+#: stage -> (the recipe's stages, the stage before it, the override giving it 4 epochs).
+KILLED_STAGES = {
+    "prune": ("[train, prune]", "train", "compress.prune.epochs=4"),
+    "qat": ("[train, qat]", "train", "compress.qat.epochs=4"),
+    "mix_train": ("[mix_train]", None, "training.epochs=4"),
+    "finetune": ("[mix_train, finetune]", "mix_train", "finetune.epochs=4"),
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", ["prune", "qat"])
+@pytest.mark.parametrize("stage", list(KILLED_STAGES))
 def test_a_killed_fine_tuning_stage_resumes_at_its_epoch(tmp_path, stage):
-    recipe = write_recipe(tmp_path, stages=f"[train, {stage}]", epochs=1, steps=12, prune_epochs=4)
+    stages, before, epochs = KILLED_STAGES[stage]
+    recipe = write_recipe(tmp_path, stages=stages, epochs=1, steps=12)
     out = tmp_path / "run"
-    command = tfasc_command("tfasc.train", str(recipe), "--out", str(out), "--set", "compress.qat.epochs=4")
+    command = tfasc_command("tfasc.train", str(recipe), "--out", str(out), "--set", epochs)
     log = out / "logs" / f"{stage}_history.csv"
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(lambda: len(history(log)) >= 2, process)
@@ -423,14 +433,15 @@ def test_a_killed_fine_tuning_stage_resumes_at_its_epoch(tmp_path, stage):
     done = len(history(log))
     resumed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "stage train: already done" in resumed.stdout
+    if before:
+        assert f"stage {before}: already done" in resumed.stdout
     assert f"Epoch {done + 1}/4" in resumed.stdout and "Epoch 1/4" not in resumed.stdout
     assert [int(row["epoch"]) for row in history(log)] == [0, 1, 2, 3]
     report = json.loads((out / "report.json").read_text())
     assert report[stage]["metrics"]["accuracy"] is not None
     if stage == "prune":
         assert report["prune"]["sparsity"]["sparsity"] == pytest.approx(0.5, abs=0.01)
-    else:  # the QAT model is rebuilt from its float source and its weights load back
+    elif stage == "qat":  # the QAT model is rebuilt from its float source and its weights load back
         from tfasc.config import load_recipe
         from tfasc.data.prepare import prepare_data
         from tfasc.training.context import QAT_MODEL, StageContext

@@ -22,8 +22,11 @@ def sha256(path: Path) -> str:
 
 
 def test_table_orders_stages_and_checks_their_inputs():
-    assert stages.names()[:4] == ("train", "prune", "qat", "export")
+    assert stages.names()[:6] == ("train", "mix_train", "finetune", "prune", "qat", "export")
     stages.check_order(["train", "qat", "export"])
+    stages.check_order(["mix_train", "finetune", "export"])
+    with pytest.raises(RecipeError, match="'finetune' needs a float model"):
+        stages.check_order(["finetune", "export"])
     with pytest.raises(RecipeError, match="order"):
         stages.check_order(["train", "export", "prune"])
     with pytest.raises(RecipeError, match="'prune' needs a float model"):

@@ -249,6 +249,36 @@ class QatConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MixTrainConfig:
+    """Stage ``mix_train``, the first step of the mix-training strategy (Chen et al. 2019, Sec. 3.2,
+    Eq. 1-3): train from the start (``training.init_from`` or random weights) on pairs of training
+    clips mixed on the waveform, ``x = a x_i + (1 - a) x_j``, labelled ``sign(y_i + y_j)``, with the
+    sigmoid cross-entropy of Eq. 3. Every other setting is ``training``'s (epochs, optimizer,
+    schedule, EMA). The recipe's own mixing (``augment.waveform.mix``, mixup, FreqMix, CutMix) is
+    left out of this stage; its other augmentations stay."""
+
+    ratio: tuple[float, float] = field(default=(0.4, 0.6), **_range(min=0, max=1))
+    """The range ``[low, high]`` of the mixing ratio ``a``, drawn uniformly per pair (paper: ``(0, 1)``
+    in Fig. 2, ``(0.4, 0.6)`` better, Sec. 4.2)."""
+
+    def __post_init__(self):
+        if len(self.ratio) != 2 or self.ratio[0] > self.ratio[1]:
+            raise ValueError(f"ratio: expected [low, high] with low <= high, got {list(self.ratio)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FinetuneConfig:
+    """Stage ``finetune``, the second step of the mix-training strategy (Chen et al. 2019, Sec. 3.2):
+    continue training the newest float model on the raw data (the recipe's augmentation and loss) at
+    a lower learning rate (paper: Adam 3e-5 after 3e-4)."""
+
+    epochs: int = field(default=10, **_range(min=1))
+    learning_rate: float = field(default=3e-5, **_range(gt=0))
+    final_learning_rate: float | None = field(default=None, **_range(gt=0))
+    """Decays linearly to this by the last step; None: constant ``learning_rate``, as the paper."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class CompressConfig:
     prune: PruneConfig = field(default_factory=PruneConfig)
     qat: QatConfig = field(default_factory=QatConfig)
@@ -358,6 +388,8 @@ class Recipe:
     """Batch augmentation (FreqMix / CutMix / mixup / SpecAugment) and per-example waveform
     augmentation (``augment.waveform``); the defaults augment nothing."""
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    mix_train: MixTrainConfig = field(default_factory=MixTrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     compress: CompressConfig = field(default_factory=CompressConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)

@@ -191,9 +191,10 @@ def check_segment_frames(recipe) -> None:
     if recipe.features.kind == "waveform":
         raise RecipeError(f"features.segment_frames: {segment_frames}: features.kind: waveform has no frames to cut; "
                           "set features.segment_frames to null or use a front-end with frames (log_mel)")
-    if recipe.augment.waveform.enabled:
-        raise RecipeError(f"features.segment_frames: {segment_frames} cannot be combined with augment.waveform (it "
-                          "makes whole-clip features every training step); drop one of them")
+    if needs_clips(recipe):
+        given = "augment.waveform" if recipe.augment.waveform.enabled else "stages: mix_train"
+        raise RecipeError(f"features.segment_frames: {segment_frames} cannot be combined with augment.waveform or the "
+                          f"mix_train stage (here {given}): they make whole-clip features every training step; drop one")
     data = recipe.data
     shape = frontend_of(recipe).output_shape(int(round(data.sample_rate * data.duration_s)), data.channels)
     segments_per_clip(shape, segment_frames)
@@ -260,9 +261,16 @@ def prepare_data(recipe) -> PreparedData:
     )
 
 
+def needs_clips(recipe) -> bool:
+    """Whether training reads decoded clips (augmented, mixed, then through the front-end each batch)
+    rather than cached features: waveform augmentation, or the ``mix_train`` stage, which mixes
+    waveforms (Chen et al. 2019 Sec. 3.2)."""
+    return recipe.augment.waveform.enabled or "mix_train" in recipe.stages
+
+
 def _train_clips(recipe, train: FeatureSet, started: float) -> FeatureSet | None:
-    """The decoded training clips for waveform augmentation, row for row with ``train``."""
-    if not recipe.augment.waveform.enabled:
+    """The decoded training clips (:func:`needs_clips`), row for row with ``train``."""
+    if not needs_clips(recipe):
         return None
     if recipe.features.kind == "waveform":
         return train

@@ -4,6 +4,7 @@ Every layer declares its compression and deployment contract in its class
 (:class:`tfasc.layers.contract.LayerContract`).
 """
 
+from tfasc.layers.attention import AttentionPooling, MultiLevelOutput  # noqa: F401
 from tfasc.layers.aclnet import AclNetFrontEnd, ConvBlock, SeparableConvBlock  # noqa: F401
 from tfasc.layers.contract import LayerContract  # noqa: F401
 from tfasc.layers.erann import AudioResidualBlock, TimePadding  # noqa: F401

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 from tfasc.registry import Registry
@@ -29,6 +30,16 @@ def builder(name: str) -> Callable:
     return _BUILDERS.get(name)
 
 
-def build(name: str, input_shape, num_classes: int, **kwargs):
-    """Build the registered model ``name`` for ``input_shape`` (no batch axis) and ``num_classes``."""
-    return builder(name)(tuple(input_shape), int(num_classes), **kwargs)
+#: Builder arguments tfasc passes from the data, never from a recipe: ``sigmoid_outputs``, whether the
+#: outputs are independent sigmoids or a softmax (:func:`tfasc.metrics.sigmoid_outputs`), for a model
+#: whose output combines predictions (``wave_resnet``'s mean over levels).
+DATA_ARGUMENTS = ("sigmoid_outputs",)
+
+
+def build(name: str, input_shape, num_classes: int, *, sigmoid_outputs: bool | None = None, **kwargs):
+    """Build the registered model ``name`` for ``input_shape`` (no batch axis) and ``num_classes``;
+    ``sigmoid_outputs`` goes to builders that take it (others return logits either way)."""
+    fn = builder(name)
+    if sigmoid_outputs is not None and "sigmoid_outputs" in inspect.signature(fn).parameters:
+        kwargs["sigmoid_outputs"] = bool(sigmoid_outputs)
+    return fn(tuple(input_shape), int(num_classes), **kwargs)

@@ -53,7 +53,9 @@ def data_summary(context: StageContext) -> dict:
 
 def assemble_report(context: StageContext, *, elapsed_s: float, results: dict | None = None,
                     out_dir: Path | None = None) -> dict:
-    """The report of the recipe's finished stages; a stage without a section fills the top level.
+    """The report of the recipe's finished stages; a stage without a section fills the top level
+    (without a ``train`` stage, the last stage that trained a model gives the top level's
+    ``metrics``, ``held_out`` and ``model``).
 
     ``results``: stage results to use instead of the run directory's (a stage not yet committed);
     ``out_dir``: where the plots go (default the run directory), laid out as in the run directory.
@@ -68,6 +70,10 @@ def assemble_report(context: StageContext, *, elapsed_s: float, results: dict | 
             report.update({key: value for key, value in result.items() if key != "time_s"})
         else:
             report[section] = result
+    if "metrics" not in report:  # no train stage: the header and headline are the last trained model's
+        trained = [result for result in results.values() if result and "model" in result]
+        if trained:
+            report.update({key: trained[-1][key] for key in ("metrics", "held_out", "model") if key in trained[-1]})
     report["data"] = data_summary(context)
     report["time_s"] = elapsed_s
     if recipe.output.plots:

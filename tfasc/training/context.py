@@ -55,7 +55,7 @@ class StageContext:
 
     # -- data ---------------------------------------------------------------------------------
 
-    def train_dataset(self, start_batch: int = 0):
+    def train_dataset(self, start_batch: int = 0, *, mixer: Callable | None = None):
         """The endless, shuffled, augmented training batches from global batch ``start_batch`` on
         (the same batches whether a run was resumed or not). With ``augment.waveform`` the decoded
         clips are augmented per example, mixed in pairs (``augment.waveform.mix``), then go through
@@ -63,15 +63,21 @@ class StageContext:
         (``augment.waveform.crop_s`` or ``window_s`` when set), and are normalized as the recipe
         says unless the chain standardized waveforms fed to the model as they are (``standardize``
         with ``features.kind: waveform``).
-        With ``features.segment_frames`` every segment of every clip is an example with its clip's label."""
+        With ``features.segment_frames`` every segment of every clip is an example with its clip's label.
+
+        ``mixer`` (``fn(clips, targets, batch_index) -> (clips, targets)``, e.g. the mix-training's)
+        replaces the recipe's mixing: it mixes the clips instead of ``augment.waveform.mix``, and the
+        batch mixing (mixup, FreqMix, CutMix) is off; the other augmentations stay."""
         recipe, data = self.recipe, self.data
-        policy = recipe.augment
+        policy = recipe.augment if mixer is None else without_mixing(recipe.augment)
         augment = (make_batch_augmenter(policy, recipe.data.seed, steps_per_epoch=self.steps_per_epoch())
                    if policy.enabled else None)
         batches = dict(batch_size=recipe.data.batch_size, shuffle=True, seed=recipe.data.seed, augment=augment,
                        repeat=True, start_batch=start_batch, sampling=recipe.data.sampling)
         targets = data.input_targets(data.train_targets)
         clips = data.train_clips
+        if clips is None and mixer is not None:
+            raise ValueError("a clip mixer needs the decoded training clips (tfasc.data.prepare.needs_clips)")
         if clips is None:
             return make_dataset(data.inputs(data.train.features), targets, normalize=data.normalization, **batches)
         waveform = policy.waveform
@@ -81,9 +87,9 @@ class StageContext:
         # the gain); normalizing the model's waveform inputs again would undo the gain.
         standardized = waveform.standardize and recipe.features.kind == "waveform"
         return make_dataset(clips.features, targets, normalize=None if standardized else data.normalization,
-                            transform=self.clip_transform(), transformed_shape=shape, **batches)
+                            transform=self.clip_transform(mixer), transformed_shape=shape, **batches)
 
-    def clip_transform(self) -> Callable:
+    def clip_transform(self, mixer: Callable | None = None) -> Callable:
         """``fn(clips [batch, samples, channels], targets [batch, classes], batch_index) -> (features,
         targets)``: the recipe's per-example waveform augmentation (example ``batch_index *
         batch_size + row``), then its mixing of clips in pairs (``augment.waveform.mix``, seeded by
@@ -97,7 +103,7 @@ class StageContext:
         batch_size, sample_rate = recipe.data.batch_size, recipe.data.sample_rate
         augmenter = (make_waveform_augmenter(policy, recipe.data.seed, sample_rate, channels=recipe.data.channels)
                      if policy.per_example else None)
-        mixer = make_waveform_mixer(policy, recipe.data.seed, sample_rate)
+        mixer = mixer or make_waveform_mixer(policy, recipe.data.seed, sample_rate)
         frontend = frontend_of(recipe)
         cache_dtype = tf.as_dtype(np.dtype(frontend.cache_dtype)) if recipe.data.cache else tf.float32
 
@@ -152,6 +158,15 @@ class StageContext:
         return loader(self, path, by) if loader else load_model(path)
 
 
+def without_mixing(policy):
+    """``policy`` (``recipe.augment``) with no mixing of examples: no mixup, FreqMix or CutMix, no
+    ``waveform.mix``; masks and per-example waveform augmentation unchanged."""
+    import dataclasses
+
+    return dataclasses.replace(policy, mixup_prob=0.0, freqmix_prob=0.0, cutmix_prob=0.0,
+                               waveform=dataclasses.replace(policy.waveform, mix="none"))
+
+
 #: Artifact kind -> ``loader(context, path, by)`` for models that are not plain ``.keras`` archives
 #: (registered by the stage that writes them, e.g. the QAT stage's weights-only file).
 MODEL_LOADERS: dict[str, Callable] = {}
@@ -167,11 +182,11 @@ def fine_tune(context: StageContext, model, *, name: str, epochs: int, learning_
     """
     steps = context.steps_per_epoch()
     schedule = PhasedSchedule.from_phases([Phase(epochs * steps, learning_rate, final_learning_rate, "linear")])
-    loop.compile_model(
+    trainee = loop.compile_model(
         model, context.recipe.training, steps=steps, class_counts=context.class_counts(),
         multi_label=context.data.index.multi_label, optimizer=keras.optimizers.Adam(learning_rate=schedule), loss=loss,
     )
-    loop.fit(model, context.train_dataset, context.eval_dataset(), epochs=epochs, steps=steps,
+    loop.fit(trainee, context.train_dataset, context.eval_dataset(), epochs=epochs, steps=steps,
              run_dir=context.run_dir, name=name, tensorboard=context.recipe.output.tensorboard,
              extra_callbacks=[*callbacks, *context.epoch_callbacks()])
 

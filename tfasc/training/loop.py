@@ -68,22 +68,28 @@ def steps_per_epoch(num_examples: int, batch_size: int, override: int | None = N
 
 
 def compile_model(model, training, *, steps: int, class_counts: np.ndarray, multi_label: bool, optimizer=None,
-                  loss=None) -> None:
-    """Compile with (unless given) the recipe's loss, optimizer and schedule.
+                  loss=None):
+    """Compile with (unless given) the recipe's loss, optimizer and schedule; return the model to
+    :func:`fit`: ``model`` itself, or for a multi-level model its training view, which trains the
+    same weights on the mean of the levels' losses (:mod:`tfasc.training.levels`).
 
     The ``accuracy`` metric: per-class sign agreement for multi-label data, else the argmax of the
     logits against the one-hot target, right for softmax and single-label sigmoid outputs alike
     (both are monotonic in the logits)."""
+    from tfasc.training import levels
+
     metric = (
         keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)
         if multi_label
         else keras.metrics.CategoricalAccuracy(name="accuracy")
     )
-    model.compile(
-        optimizer=optimizer or build_optimizer(training, steps_per_epoch=steps),
-        loss=loss or build_loss(training.loss, class_counts=class_counts, multi_label=multi_label),
-        metrics=[metric],
-    )
+    loss = loss or build_loss(training.loss, class_counts=class_counts, multi_label=multi_label)
+    trainee = levels.training_view(model)
+    if trainee is not model:
+        loss, metric = levels.LevelMeanLoss(loss), levels.OnModelOutput(metric)
+    trainee.compile(optimizer=optimizer or build_optimizer(training, steps_per_epoch=steps), loss=loss,
+                    metrics=[metric])
+    return trainee
 
 
 class EpochCSVLogger(keras.callbacks.Callback):

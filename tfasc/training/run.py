@@ -49,6 +49,10 @@ def validate_components(recipe) -> None:
         builder = models.builder(recipe.model.name)
     except ValueError as error:
         raise RecipeError(f"model.name: {error}") from error
+    for key in models.registry.DATA_ARGUMENTS:
+        if key in recipe.model.options:
+            raise RecipeError(f"model.{key}: set by tfasc from the data (multi-label data or a sigmoid loss give "
+                              "sigmoid outputs), not by the recipe; remove it")
     check_options("model", recipe.model.options, builder, also_valid=("name",))
     if recipe.data.dataset not in datasets.available():
         raise RecipeError(

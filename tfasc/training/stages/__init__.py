@@ -6,14 +6,16 @@ each stage leaves in the run directory (recorded with size and hash in ``manifes
 report: each stage's result goes under its ``report_section`` of ``report.json`` and its
 ``markdown`` lines into ``report.md``.
 
-======  ==========================  ===============================  =================================
-stage   needs (from the manifest)   writes                           report
-======  ==========================  ===============================  =================================
-train   —                           ``model.keras`` (float_model)    top level: metrics, held_out, model
-prune   float_model                 ``pruned.keras`` (float, sparse) ``prune``
-qat     float_model                 ``qat_weights.h5`` (qat_model)   ``qat``
-export  float_model (+ qat_model)   ``deploy/``, float TFLite files  ``deploy``
-======  ==========================  ===============================  =================================
+=========  =========================  ==================================  =============================
+stage      needs (from the manifest)  writes                              report
+=========  =========================  ==================================  =============================
+train      —                          ``model.keras`` (float_model)       top level: metrics, held_out, model
+mix_train  —                          ``mix_trained.keras`` (float_model) ``mix_train``
+finetune   float_model                ``finetuned.keras`` (float_model)   ``finetune``
+prune      float_model                ``pruned.keras`` (float, sparse)    ``prune``
+qat        float_model                ``qat_weights.h5`` (qat_model)      ``qat``
+export     float_model (+ qat_model)  ``deploy/``, float TFLite files     ``deploy``
+=========  =========================  ==================================  =============================
 
 A stage writes its artifacts into a staging folder (``context.output(...)``); they are moved into
 the run directory and recorded only when it succeeded. A stage whose manifest entry exists and
@@ -190,4 +192,4 @@ def run_stage(name: str, context: StageContext, *, rerun: bool = False,
     return result
 
 
-from tfasc.training.stages import train, prune, qat, export  # noqa: E402,F401  (registration, in table order)
+from tfasc.training.stages import train, mix_train, finetune, prune, qat, export  # noqa: E402,F401  (registration, in table order)

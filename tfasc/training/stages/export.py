@@ -81,7 +81,8 @@ class ExportStage(Stage):
         lines = [
             "## Deployment (int8, TFLite Micro)",
             "",
-            f"- int8 {headline(deploy['metrics'])} (trained float model: {headline(float_metrics)})",
+            f"- int8 {headline(deploy['metrics'])} (the float model it came from: "
+            f"{headline(deploy.get('float_metrics', float_metrics))})",
             f"- top-1 agreement of the int8 model with the float model (pruned if pruning ran) "
             f"{percent(deploy['top1_agreement_with_float'])}, with the Keras model it was converted from "
             f"{percent(deploy['top1_agreement_with_keras_source'])}",

@@ -17,26 +17,28 @@ from tfasc.training.stages import Stage, register
 MODEL_FILE = "model.keras"
 
 
-def build_model(recipe, input_shape, num_classes: int):
-    """The recipe's registered model, seeded with ``training.seed``."""
+def build_model(recipe, input_shape, num_classes: int, *, sigmoid_outputs: bool):
+    """The recipe's registered model, seeded with ``training.seed``; ``sigmoid_outputs`` (from the
+    data) goes to a builder that asks for it (:data:`tfasc.models.registry.DATA_ARGUMENTS`)."""
     import tf_keras as keras
 
     from tfasc import models
 
     keras.utils.set_random_seed(recipe.training.seed)
     try:
-        return models.build(recipe.model.name, input_shape, num_classes, **recipe.model.options)
+        return models.build(recipe.model.name, input_shape, num_classes, sigmoid_outputs=sigmoid_outputs,
+                            **recipe.model.options)
     except ValueError as error:  # builders check their arguments' ranges (e.g. channels: 0)
         raise RecipeError(f"model ({recipe.model.name}): {str(error).splitlines()[0]}") from error
 
 
-def initial_model(recipe, input_shape, num_classes: int) -> tuple[Any, dict | None]:
+def initial_model(recipe, input_shape, num_classes: int, *, sigmoid_outputs: bool) -> tuple[Any, dict | None]:
     """The model training starts from, and what the stage result records of its source (None when
     built from the recipe's ``model:`` section)."""
     from tfasc.training import transfer
 
     if recipe.training.init_from is None:
-        return build_model(recipe, input_shape, num_classes), None
+        return build_model(recipe, input_shape, num_classes, sigmoid_outputs=sigmoid_outputs), None
     model, source, fresh = transfer.transfer_model(recipe.training.init_from, input_shape, num_classes,
                                                    seed=recipe.training.seed)
     log(f"starting from {source.path} ({source.classes} classes, sha256 {source.sha256[:12]}); the recipe's "
@@ -66,11 +68,12 @@ class TrainStage(Stage):
         recipe, data = context.recipe, context.data
         training = recipe.training
         steps = context.steps_per_epoch()
-        model, source = initial_model(recipe, data.input_shape, len(data.index.classes))
+        model, source = initial_model(recipe, data.input_shape, len(data.index.classes),
+                                      sigmoid_outputs=data.sigmoid_outputs)
         if source and loop.completed_epochs(loop.checkpoint_dir(context.run_dir, self.name)):
             log("resuming: the weights come from this run's checkpoints; the source gives the architecture only")
-        loop.compile_model(model, training, steps=steps, class_counts=context.class_counts(),
-                           multi_label=data.index.multi_label)
+        trainee = loop.compile_model(model, training, steps=steps, class_counts=context.class_counts(),
+                                     multi_label=data.index.multi_label)
         name = model.name if source else recipe.model.name
         log(f"training {name} ({model.count_params():,} parameters) for {training.epochs} epochs "
             f"of {steps} steps")
@@ -83,7 +86,7 @@ class TrainStage(Stage):
                     "training.ema_decay or train longer")
         # With training.ema_decay the per-epoch evaluation uses the averaged weights, and fit
         # returns the model holding them (loop.fit), so they are what is evaluated and saved here.
-        loop.fit(model, context.train_dataset, context.eval_dataset(), epochs=training.epochs, steps=steps,
+        loop.fit(trainee, context.train_dataset, context.eval_dataset(), epochs=training.epochs, steps=steps,
                  run_dir=context.run_dir, tensorboard=recipe.output.tensorboard,
                  extra_callbacks=context.epoch_callbacks(), batchnorm_batches=training.ema_batchnorm_batches)
         save_model(model, context.output(MODEL_FILE))
