@@ -315,3 +315,63 @@ def test_audioset_erann_recipe_tags_synthesized_audioset_to_a_verified_int8_bund
     readme = (out / "deploy" / "README.md").read_text()
     assert f"{int8_bytes:,} bytes of flash" in readme and f"{arena:,}-byte tensor arena" in readme
     assert f"{deploy['profile']['macs']:,} multiply-accumulates per inference" in readme
+
+
+def test_audioset_wave_resnet_recipe_has_the_papers_settings():
+    recipe = load_recipe(RECIPES / "audioset_wave_resnet.yaml")
+    model = recipe.model.options
+    # Sec. 4.1 / 4.2: 10 s of 16 kHz raw waveform; balanced batches of 256 (Table 3).
+    assert (recipe.data.sample_rate, recipe.data.duration_s, recipe.data.channels) == (16000, 10.0, 1)
+    assert recipe.features.kind == "waveform" and recipe.data.sampling == "balanced"
+    assert recipe.data.batch_size == 256
+    # Sec. 3.1 / 4.2 / Fig. 1: 1-D ResNet-18 to 128 x 2500, 2-D ResNet-50, attention after blocks 2-4, FC 600.
+    assert recipe.model.name == "wave_resnet"
+    assert (model["wave_channels"], 160_000 // model["wave_stride"]) == (128, 2500)
+    assert sum(model["wave_blocks"]) * 2 + 2 == 18 and sum(model["blocks"]) * 3 + 2 == 50
+    assert (model["levels"], model["attention_units"]) == ([2, 3, 4], 600)
+    # Sec. 3.2 / 4.2: mix-training at a ratio in (0.4, 0.6), Eq. 3's sigmoid cross-entropy, Adam 3e-4, then
+    # fine-tuning on the raw data at 3e-5.
+    assert recipe.stages == ("mix_train", "finetune", "export")
+    assert recipe.mix_train.ratio == (0.4, 0.6)
+    assert (recipe.training.optimizer, recipe.training.learning_rate, recipe.training.schedule.name) == (
+        "adam", 3e-4, "constant")
+    assert recipe.training.loss.name == "binary_crossentropy"
+    assert (recipe.finetune.learning_rate, recipe.finetune.final_learning_rate) == (3e-5, None)
+
+
+@pytest.mark.slow
+def test_audioset_wave_resnet_recipe_compares_strategies_and_ends_in_a_verified_int8_bundle(tmp_path):
+    # The shipped recipe at a tiny size on synthesized multi-label AudioSet clips: plain training, mix-training,
+    # fine-tuning, QAT of the multi-level model, int8 from raw int8 samples to tags in TFLite Micro.
+    from support.audioset_layout import write_audioset_layout
+
+    write_audioset_layout(tmp_path / "audioset", unbalanced_clips=48, balanced_clips=16, eval_clips=24, seed=3)
+    out = tmp_path / "run"
+    status = run_shipped_recipe("audioset_wave_resnet.yaml", out, {
+        "stages": "[train, mix_train, finetune, qat, export]", "data.root": tmp_path / "audioset",
+        "data.cache_dir": tmp_path / "cache", "data.duration_s": 1.0, "data.batch_size": 16,
+        "model.wave_channels": 16, "model.wave_widths": "[8, 8, 16, 16]", "model.wave_blocks": "[1, 1, 1, 1]",
+        "model.stem_filters": 8, "model.widths": "[4, 8, 8, 8]", "model.blocks": "[1, 1, 1, 1]",
+        "model.expansion": 2, "model.attention_units": 16, "training.learning_rate": 3.0e-3,
+        "training.steps_per_epoch": 6, "training.epochs": 2, "finetune.epochs": 1, "finetune.learning_rate": 3.0e-4,
+        "compress.qat.epochs": 1, "export.representative_examples": 16, "export.verify_examples": 4,
+        "output.tensorboard": "false", "output.plots": "false"})
+    assert status == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["data"]["outputs"] == "sigmoid" and report["data"]["sampling"] == "balanced"
+    rows = report["finetune"]["comparison"]
+    assert [row["stage"] for row in rows] == ["train", "mix_train", "finetune"]
+    assert all({"mAP", "mean_auc", "d_prime"} <= set(row["metrics"]) for row in rows)
+    assert report["mix_train"]["ratio"] == [0.4, 0.6] and report["finetune"]["source"] == "mix_trained.keras"
+    deploy = report["deploy"]
+    assert deploy["tflm"]["bit_exact"] is True
+    # The attention and the mean of the levels' predictions lower to ops TFLite Micro runs in int8.
+    assert {"SOFTMAX", "LOGISTIC", "LOG_SOFTMAX", "MEAN", "CONV_2D"} <= set(deploy["ops"])
+    tflite = (out / deploy["files"]["int8"]["path"]).read_bytes()
+    assert io_quantization(tflite)[0].shape == (1, 16000, 1)  # raw int8 samples in
+    readme = (out / "deploy" / "README.md").read_text()
+    arena = int(re.search(r"kTensorArenaSize = (\d+);", (out / "deploy" / "model_config.h").read_text()).group(1))
+    assert f"{len(tflite):,} bytes of flash" in readme and f"{arena:,}-byte tensor arena" in readme
+    assert f"{deploy['profile']['macs']:,} multiply-accumulates per inference" in readme
+    markdown = (out / "report.md").read_text()
+    assert "Training strategies compared" in markdown and "mix-training without fine-tuning" in markdown
