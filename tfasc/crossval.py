@@ -19,7 +19,8 @@ started with; another recipe (or other ``--set`` values) is refused once a fold 
 One process writes a crossval dir at a time.
 
 After the folds, ``crossval.json`` and ``crossval.md`` (written atomically) give each finished
-fold's accuracy and macro accuracy of the trained float model (``report.json`` ``metrics``) and of the
+fold's accuracy and macro accuracy of the trained float model (``report.json`` ``metrics``), of the
+mix-trained model before and after fine-tuning when the recipe has those stages, and of the
 exported int8 model (``deploy.metrics``: the whole evaluation split through the int8 TFLite model,
 whose kernels the export checks bit for bit against TFLite Micro), their mean and *sample* standard
 deviation over the folds (``ddof=1``; none for a single fold), and the pooled confusion matrices
@@ -50,7 +51,15 @@ REPORT_MD = "crossval.md"
 PLOTS_DIR = "plots"
 FOLD_PREFIX = "fold-"
 #: The models compared, and where each fold's ``report.json`` holds their evaluation metrics.
-MODELS = {"float": ("metrics",), "int8": ("deploy", "metrics")}
+MODELS = {"float": ("metrics",), "mix_train": ("mix_train", "metrics"), "finetune": ("finetune", "metrics"),
+          "int8": ("deploy", "metrics")}
+#: What each model is, for the report (only the models every finished fold has are reported).
+MODEL_TEXT = {
+    "float": "the trained float model (report.json: metrics)",
+    "mix_train": "mix-training without fine-tuning (report.json: mix_train.metrics)",
+    "finetune": "mix-training, fine-tuned on the raw data (report.json: finetune.metrics)",
+    "int8": "the exported int8 model on the whole evaluation split (report.json: deploy.metrics)",
+}
 METRICS = ("accuracy", "macro_accuracy")
 STD = "sample standard deviation over folds (numpy ddof=1); null with fewer than two folds"
 
@@ -281,8 +290,7 @@ def aggregate(recipe, folds: list[Fold], directory: Path) -> dict:
         "folds": list(recipe.crossval.folds),
         "finished": [f.value for f in finished],
         "missing": [f.value for f in missing],
-        "models": {"float": "the trained float model (report.json: metrics)",
-                   "int8": "the exported int8 model on the whole evaluation split (report.json: deploy.metrics)"},
+        "models": {model: MODEL_TEXT[model] for model in models},
         "std": STD,
         "per_fold": per_fold,
         "summary": summary,
@@ -329,8 +337,9 @@ def render_markdown(summary: dict) -> str:
         "",
         f"- {_missing_text(summary)}",
         f"- ± is the {summary['std']}",
-        f"- float: {summary['models']['float']}; int8: {summary['models']['int8']}, its kernels checked "
-        "bit-exact against TFLite Micro on the export's verification clips",
+        "- " + "; ".join(f"{model}: {text}" for model, text in summary["models"].items())
+        + (", its kernels checked bit-exact against TFLite Micro on the export's verification clips"
+           if "int8" in summary["models"] else ""),
         f"- time: {summary['time_s']:.1f} s over the finished folds",
         "",
         "| fold | " + " | ".join(header for _, _, header in columns) + " | clips |",
