@@ -29,7 +29,7 @@ output: {{dir: {runs}, tensorboard: false, plots: false}}
 @pytest.mark.parametrize(
     "override, expected",
     [
-        ("stages=[train, export, prune]", "stages: expected them in the order ['train', 'prune', 'qat', 'export']"),
+        ("stages=[train, export, prune]", "stages: expected them in the order ['train', 'mix_train', 'finetune', 'prune', 'qat', 'export']"),
         ("stages=[prune]", "stages: 'prune' needs a float model"),
         ("features.kind=mfcc", "features.kind: unknown front-end 'mfcc'; available: log_mel, scalogram, waveform"),
         ("augment.cutmix_prob=0.5", "augment.cutmix_prob: need a frequency axis"),
