@@ -4,7 +4,7 @@ model from the run directory (verified against the manifest, never by running co
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -161,10 +161,8 @@ class StageContext:
 def without_mixing(policy):
     """``policy`` (``recipe.augment``) with no mixing of examples: no mixup, FreqMix or CutMix, no
     ``waveform.mix``; masks and per-example waveform augmentation unchanged."""
-    import dataclasses
-
-    return dataclasses.replace(policy, mixup_prob=0.0, freqmix_prob=0.0, cutmix_prob=0.0,
-                               waveform=dataclasses.replace(policy.waveform, mix="none"))
+    return replace(policy, mixup_prob=0.0, freqmix_prob=0.0, cutmix_prob=0.0,
+                   waveform=replace(policy.waveform, mix="none"))
 
 
 #: Artifact kind -> ``loader(context, path, by)`` for models that are not plain ``.keras`` archives

@@ -7,17 +7,15 @@ the report compares them (Table 2's rows)."""
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
-from tfasc.formatting import headline, metrics_section
+from tfasc.formatting import metrics_section
 from tfasc.log import log
-from tfasc.models.saving import save_model
 from tfasc.training import loop
-from tfasc.training.context import FLOAT_MODEL, StageContext, parameter_summary
+from tfasc.training.context import FLOAT_MODEL, StageContext
 from tfasc.training.rundir import Artifact
 from tfasc.training.stages import Stage, register
-from tfasc.training.stages.train import initial_model
+from tfasc.training.stages.train import train_from_start
 
 MIXED_MODEL_FILE = "mix_trained.keras"
 
@@ -34,29 +32,15 @@ class MixTrainStage(Stage):
 
         from tfasc.augment.mix_training import make_mix_training_mixer
 
-        recipe, data = context.recipe, context.data
-        training, ratio = recipe.training, recipe.mix_train.ratio
-        steps = context.steps_per_epoch()
-        model, source = initial_model(recipe, data.input_shape, len(data.index.classes),
-                                      sigmoid_outputs=data.sigmoid_outputs)
-        # Eq. 3: the sigmoid cross-entropy whatever the recipe's loss; the targets are multi-hot.
-        trainee = loop.compile_model(model, training, steps=steps, class_counts=context.class_counts(), multi_label=True,
-                                     loss=keras.losses.BinaryCrossentropy(from_logits=True))
-        mixer = make_mix_training_mixer(ratio, recipe.data.seed)
-        log(f"mix-training {model.name} ({model.count_params():,} parameters) for {training.epochs} epochs of "
-            f"{steps} steps on pairs mixed at a ratio in [{ratio[0]}, {ratio[1]}], labels sign(y_i + y_j)")
-        loop.fit(trainee, functools.partial(context.train_dataset, mixer=mixer), context.eval_dataset(),
-                 epochs=training.epochs, steps=steps, run_dir=context.run_dir, name=self.name,
-                 tensorboard=recipe.output.tensorboard, extra_callbacks=context.epoch_callbacks(),
-                 batchnorm_batches=training.ema_batchnorm_batches)
-        save_model(model, context.output(MIXED_MODEL_FILE))
-        return {
-            **context.evaluate(model),
-            "ratio": list(ratio),
-            "epochs": training.epochs,
-            "model": {"name": model.name, **parameter_summary(model), "input_shape": list(data.input_shape)},
-            **({"init_from": source} if source else {}),
-        }
+        recipe = context.recipe
+        ratio = recipe.mix_train.ratio
+        log(f"pairs of clips mixed at a ratio in [{ratio[0]}, {ratio[1]}], labels sign(y_i + y_j)")
+        result = train_from_start(
+            context, stage=self.name, model_file=MIXED_MODEL_FILE, verb="mix-training",
+            # Eq. 3: the sigmoid cross-entropy whatever the recipe's loss; the targets are multi-hot.
+            loss=keras.losses.BinaryCrossentropy(from_logits=True), multi_label=True,
+            mixer=make_mix_training_mixer(ratio, recipe.data.seed))
+        return {**result, "ratio": list(ratio), "epochs": recipe.training.epochs}
 
     def markdown(self, report: dict) -> list[str]:
         result = report[self.report_section]

@@ -57,6 +57,50 @@ def ema_summary(decay: float | None, steps: int, batchnorm_batches: int = 0) -> 
             "initial_weight_share": float(decay ** steps), "batchnorm_batches": batchnorm_batches}
 
 
+def train_from_start(context: StageContext, *, stage: str, model_file: str, verb: str = "training", loss=None,
+                     multi_label: bool | None = None, mixer=None) -> dict[str, Any]:
+    """Build the recipe's model (or start from ``training.init_from``), train it for ``training.epochs``
+    with ``training``'s optimizer, schedule and EMA (resumable per epoch, backups under ``stage``), save
+    it as ``model_file`` and return the stage result: metrics, model summary, EMA and source.
+
+    ``loss`` (default: the recipe's), ``multi_label`` (default: the data's; picks the logged accuracy)
+    and ``mixer`` (a clip mixer replacing the recipe's mixing, :meth:`StageContext.train_dataset`) are
+    how the ``mix_train`` stage trains differently from ``train``."""
+    import functools
+
+    recipe, data = context.recipe, context.data
+    training = recipe.training
+    steps = context.steps_per_epoch()
+    model, source = initial_model(recipe, data.input_shape, len(data.index.classes),
+                                  sigmoid_outputs=data.sigmoid_outputs)
+    if source and loop.completed_epochs(loop.checkpoint_dir(context.run_dir, stage)):
+        log("resuming: the weights come from this run's checkpoints; the source gives the architecture only")
+    trainee = loop.compile_model(model, training, steps=steps, class_counts=context.class_counts(),
+                                 multi_label=data.index.multi_label if multi_label is None else multi_label, loss=loss)
+    name = model.name if source else recipe.model.name
+    log(f"{verb} {name} ({model.count_params():,} parameters) for {training.epochs} epochs of {steps} steps")
+    ema = ema_summary(training.ema_decay, training.epochs * steps, training.ema_batchnorm_batches)
+    if ema:
+        log(f"evaluating and keeping the exponential moving average of the weights (decay {ema['decay']})")
+        if ema["initial_weight_share"] > 0.05:
+            log(f"note: after {ema['steps']} steps the initial weights still make "
+                f"{ema['initial_weight_share']:.0%} of the average (decay {ema['decay']}); lower "
+                "training.ema_decay or train longer")
+    train_data = context.train_dataset if mixer is None else functools.partial(context.train_dataset, mixer=mixer)
+    # With training.ema_decay the per-epoch evaluation uses the averaged weights, and fit
+    # returns the model holding them (loop.fit), so they are what is evaluated and saved here.
+    loop.fit(trainee, train_data, context.eval_dataset(), epochs=training.epochs, steps=steps,
+             run_dir=context.run_dir, name=stage, tensorboard=recipe.output.tensorboard,
+             extra_callbacks=context.epoch_callbacks(), batchnorm_batches=training.ema_batchnorm_batches)
+    save_model(model, context.output(model_file))
+    return {
+        **context.evaluate(model),
+        "model": {"name": name, **parameter_summary(model), "input_shape": list(data.input_shape)},
+        **({"ema": ema} if ema else {}),
+        **({"init_from": source} if source else {}),
+    }
+
+
 class TrainStage(Stage):
     name = "train"
     needs: tuple[str, ...] = ()
@@ -65,37 +109,7 @@ class TrainStage(Stage):
     report_section = None  # the trained model's metrics are the report's headline
 
     def run(self, context: StageContext) -> dict[str, Any]:
-        recipe, data = context.recipe, context.data
-        training = recipe.training
-        steps = context.steps_per_epoch()
-        model, source = initial_model(recipe, data.input_shape, len(data.index.classes),
-                                      sigmoid_outputs=data.sigmoid_outputs)
-        if source and loop.completed_epochs(loop.checkpoint_dir(context.run_dir, self.name)):
-            log("resuming: the weights come from this run's checkpoints; the source gives the architecture only")
-        trainee = loop.compile_model(model, training, steps=steps, class_counts=context.class_counts(),
-                                     multi_label=data.index.multi_label)
-        name = model.name if source else recipe.model.name
-        log(f"training {name} ({model.count_params():,} parameters) for {training.epochs} epochs "
-            f"of {steps} steps")
-        ema = ema_summary(training.ema_decay, training.epochs * steps, training.ema_batchnorm_batches)
-        if ema:
-            log(f"evaluating and keeping the exponential moving average of the weights (decay {ema['decay']})")
-            if ema["initial_weight_share"] > 0.05:
-                log(f"note: after {ema['steps']} steps the initial weights still make "
-                    f"{ema['initial_weight_share']:.0%} of the average (decay {ema['decay']}); lower "
-                    "training.ema_decay or train longer")
-        # With training.ema_decay the per-epoch evaluation uses the averaged weights, and fit
-        # returns the model holding them (loop.fit), so they are what is evaluated and saved here.
-        loop.fit(trainee, context.train_dataset, context.eval_dataset(), epochs=training.epochs, steps=steps,
-                 run_dir=context.run_dir, tensorboard=recipe.output.tensorboard,
-                 extra_callbacks=context.epoch_callbacks(), batchnorm_batches=training.ema_batchnorm_batches)
-        save_model(model, context.output(MODEL_FILE))
-        return {
-            **context.evaluate(model),
-            "model": {"name": name, **parameter_summary(model), "input_shape": list(data.input_shape)},
-            **({"ema": ema} if ema else {}),
-            **({"init_from": source} if source else {}),
-        }
+        return train_from_start(context, stage=self.name, model_file=MODEL_FILE)
 
     def markdown(self, report: dict) -> list[str]:
         lines = ["## Evaluation", ""]
