@@ -156,7 +156,7 @@ int main() {
     assert printed.split() == ["3008", "4", "16", "16000", "16", "0.0320000015", "hann", "1"]  # 0.032 as float32
     config, readme = texts(out)
     assert "[batch, freq, time, channels]" in config and "kPcmToInput" not in config
-    assert "Classify(const float* features)" in readme and "log-mel" in readme and "kPcmToInput" not in readme
+    assert "TfascModelRun(input, output)" in readme and "log-mel" in readme and "kPcmToInput" not in readme
 
 
 def test_waveform_config_compiles_and_converts_pcm_like_training(tmp_path, waveform_int8):
@@ -194,7 +194,7 @@ int main() {
 
     config, readme = texts(out)
     assert "[batch, samples, channels]" in config and "kFeatureHopSeconds" not in config
-    assert "Classify(const int16_t* pcm)" in readme and "kPcmToInputScale" in readme and "log-mel" not in readme
+    assert "TfascClassifyPcm(pcm, probabilities)" in readme and "kPcmToInputScale" in readme and "log-mel" not in readme
 
 
 def test_waveform_frontend_is_checked_against_the_model(tmp_path, waveform_int8):

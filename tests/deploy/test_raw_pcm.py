@@ -63,7 +63,7 @@ def test_int16_pcm_through_the_bundle_gives_the_int8_pipeline_and_the_float_labe
     assert constant(config, "kInputScale") == pytest.approx(input_q.scale, rel=1e-7)
     assert constant(config, "kInputZeroPoint") == input_q.zero_point
     assert 'kFeatureNormalization = "per_clip"' in config and "kPcmToInput" not in config + readme
-    assert "x[i] = pcm[i] / 32768.0f;" in readme and "tfasc_features_to_input(x, input->data.int8);" in readme
+    assert "x[i] = pcm[i] / 32768.0f;" in readme and "tfasc_features_to_input(x, inputs);" in readme
 
     # The device: every clip of the run (6 evaluation, 18 training) as int16 PCM, x = pcm / 32768.0f
     # (exact in float32: a power of two), then input_path.h.

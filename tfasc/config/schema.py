@@ -285,6 +285,24 @@ class CompressConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DeviceConfig:
+    """The export's check on emulated Cortex-M cores (:mod:`tfasc.device`): the bundle compiled with
+    TFLite Micro + CMSIS-NN (+ its CMSIS-DSP front end) and run under QEMU, every output compared with the
+    Python interpreter; arena, sizes and instructions per target in the report and the bundle."""
+
+    targets: tuple[Literal["cortex-m4", "cortex-m55", "cortex-m55-dsp"], ...] = ("cortex-m4", "cortex-m55")
+    """Cores to build and run on (``cortex-m55``: Helium on; ``cortex-m55-dsp``: Helium off); [] skips the check."""
+    sources: str | None = None
+    """The TFLite Micro / CMSIS source tree, laid out like ``../shared/third_party`` (None: ``$TFASC_DEVICE_SOURCES``)."""
+    examples: int = field(default=8, **_range(min=1))
+    """Verified int8 inputs run on each core (of ``export.verify_examples``)."""
+    clips: int = field(default=4, **_range(min=0))
+    """Evaluation clips run from int16 PCM through the bundle's front end and model on each core."""
+    required: bool = False
+    """Fail the export when the tools or sources are missing here (else the report says why the check did not run)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class ExportConfig:
     """int8 / float16 / float32 TFLite export, TFLite Micro verification and the Cortex-M bundle."""
 
@@ -294,6 +312,7 @@ class ExportConfig:
     """Evaluation clips run through TFLite Micro and compared bit for bit with TFLite."""
     smallest_arena: bool = True
     """Also search the smallest tensor arena that works (bisection, a few seconds)."""
+    device: DeviceConfig = field(default_factory=DeviceConfig)
 
 
 @dataclass(frozen=True, kw_only=True)

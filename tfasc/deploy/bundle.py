@@ -141,7 +141,8 @@ TFLM_RESOLVER_METHODS: dict[str, str] = {
 }
 
 MODEL_FILE = "model_int8.tflite"
-BUNDLE_FILES = (MODEL_FILE, "model_data.h", "model_data.cc", "ops.h", "model_config.h", "README.md")
+BUNDLE_FILES = (MODEL_FILE, "model_data.h", "model_data.cc", "ops.h", "model_config.h", "tfasc_model.h",
+                "tfasc_model.cc", "README.md")
 
 
 def resolver_methods(ops: Sequence[str]) -> list[str]:
@@ -426,6 +427,7 @@ def model_config_header(
     segment_frames: int | None = None,
     clip_frames: int | None = None,
     sigmoid_outputs: bool = False,
+    arena_comment: Sequence[str] = (),
 ) -> str:
     """``model_config.h``: everything the firmware needs besides the model bytes.
 
@@ -449,8 +451,7 @@ def model_config_header(
         "#ifndef TFASC_MODEL_CONFIG_H_",
         "#define TFASC_MODEL_CONFIG_H_",
         "",
-        "// Tensor arena: bytes TFLite Micro allocated for this model (RecordingMicroAllocator),",
-        "// rounded up to 16; add headroom if your platform's kernels need scratch buffers.",
+        *(arena_comment or arena_lines(arena_bytes, None)),
         f"constexpr int kTensorArenaSize = {arena_bytes};",
         "",
         f"// Input tensor: {INPUT_LAYOUTS[kind]}, int8; q = round(x / scale) + zero_point.",
@@ -474,191 +475,133 @@ def model_config_header(
     return "\n".join(lines) + "\n"
 
 
-#: What the README says about the input, per front end: model_config.h contents, the input line,
-#: and the Classify function's comment, parameter and int8 conversion.
+#: What the README says about the model's input, per PCM path (``tfasc.deploy.c_model.pcm_path``) or,
+#: without one, per front end.
 _README_INPUT = {
-    "log_mel": dict(
-        config="feature parameters",
-        input="Input: int8 `[1, freq, time, channels]` features, quantized with `kInputScale` / `kInputZeroPoint`.",
-        comment=(
-            "// features: log-mel values laid out [freq][time][channels], computed with the kFeature* parameters\n"
-            "// of model_config.h, then normalized and quantized like in training: input_path.h's\n"
-            "// tfasc_features_to_input(features, input->data.int8) does both (kFeatureNormalization says which)."
-        ),
-        parameter="const float* features",
-        quantize="roundf(features[i] / kInputScale)) + kInputZeroPoint",
+    "log_mel": (
+        "Input: int8 `[1, freq, time, channels]` log-mel features. `frontend.c` computes them from int16 PCM with\n"
+        "CMSIS-DSP and the training parameters, `input_path.h` normalizes and quantizes them like training\n"
+        "(`kInputScale` / `kInputZeroPoint`)."
     ),
-    "scalogram": dict(
-        config="feature parameters",
-        input="Input: int8 `[1, freq, time, channels]` scalogram features, quantized with `kInputScale` / `kInputZeroPoint`.",
-        comment=(
-            "// features: wavelet scalogram values laid out [freq][time][channels] (kFeatureFilterBank Morlet\n"
-            "// filters on the natural log of the STFT magnitude, the kFeature* parameters of model_config.h), then\n"
-            "// normalized and quantized like in training: input_path.h's tfasc_features_to_input does both."
-        ),
-        parameter="const float* features",
-        quantize="roundf(features[i] / kInputScale)) + kInputZeroPoint",
+    "features": (
+        "Input: int8 `[1, freq, time, channels]` {kind} features computed on the device with the `kFeature*`\n"
+        "parameters of `model_config.h` (no C front end ships for them{reason}), then normalized and quantized by\n"
+        "`input_path.h`'s `tfasc_features_to_input(features, input)`; `TfascModelRun` takes the int8 input."
     ),
-    "waveform": dict(
-        config="sample rate, clip length, standardization and the int16 PCM to int8 input conversion",
-        input=(
-            "Input: int8 `[1, samples, channels]` raw audio, no feature extraction: int16 PCM converted with\n"
-            "`kPcmToInputScale` / `kPcmToInputOffset` (pcm / 32768, the training standardization and the\n"
-            "input quantization in one multiply-add)."
-        ),
-        comment=(
-            "// pcm: kFeatureClipSamples frames of kFeatureAudioChannels interleaved int16 samples at\n"
-            "// kFeatureSampleRate Hz, i.e. laid out [samples][channels] like the input tensor."
-        ),
-        parameter="const int16_t* pcm",
-        quantize="roundf(pcm[i] * kPcmToInputScale + kPcmToInputOffset))",
+    "waveform": (
+        "Input: int8 `[1, samples, channels]` raw audio, no feature extraction: int16 PCM converted with\n"
+        "`kPcmToInputScale` / `kPcmToInputOffset` (pcm / 32768, the training standardization and the\n"
+        "input quantization in one multiply-add)."
     ),
-    # A waveform model normalized per clip: the statistics are computed on the device (model_config.h).
-    "waveform_per_clip": dict(
-        config="sample rate, clip length and what the device computes from int16 PCM: the per-clip normalization",
-        input=(
-            "Input: int8 `[1, samples, channels]` raw audio, normalized per clip on the device (not in the graph):\n"
-            "`x = pcm / 32768.0f`, then `input_path.h`'s `tfasc_features_to_input(x, q)` (the clip's mean and standard\n"
-            "deviation, then `kInputScale` / `kInputZeroPoint`); `model_config.h` states the arithmetic and why."
-        ),
-        includes='#include "input_path.h"\n',
-        comment=(
-            "// pcm: kFeatureClipSamples frames of kFeatureAudioChannels interleaved int16 samples at\n"
-            "// kFeatureSampleRate Hz, i.e. laid out [samples][channels] like the input tensor (a longer\n"
-            "// recording cropped to its first kFeatureClipSamples frames, a shorter one zero-padded at the end)."
-        ),
-        parameter="const int16_t* pcm",
-        fill=(
-            "  static float x[kTfascInputValues];\n"
-            "  for (int i = 0; i < kTfascInputValues; ++i) x[i] = pcm[i] / 32768.0f;\n"
-            "  tfasc_features_to_input(x, input->data.int8);  // per-clip mean and std, then quantize"
-        ),
+    "waveform_per_clip": (
+        "Input: int8 `[1, samples, channels]` raw audio, normalized per clip on the device (not in the graph):\n"
+        "`x = pcm / 32768.0f`, then `input_path.h`'s `tfasc_features_to_input(x, q)` (the clip's mean and standard\n"
+        "deviation, then `kInputScale` / `kInputZeroPoint`); `model_config.h` states the arithmetic and why."
     ),
 }
 
-
-def _readme_input(kind: str, normalization: str | None) -> dict[str, str]:
-    """The README's input texts for front end ``kind``: its ``_README_INPUT`` entry (the per-clip
-    waveform one for ``normalization`` ``"per_clip"``), with ``includes`` and the ``fill`` code."""
-    key = "waveform_per_clip" if kind == "waveform" and normalization not in _FOLDABLE else kind
-    text = {"includes": "", **_README_INPUT[key]}
-    text.setdefault("fill", (
-        "  const int count = input->bytes;  // int8: one byte per value\n"
-        "  for (int i = 0; i < count; ++i) {\n"
-        f"    int q = static_cast<int>({text.get('quantize')};\n"
-        "    input->data.int8[i] = static_cast<int8_t>(q < -128 ? -128 : (q > 127 ? 127 : q));\n"
-        "  }"
-    ))
-    return text
-
-
 _README_SEGMENTS = """
-## Segments: a clip is the mean of its segments
-
 The model classifies one segment of `kSegmentFrames` frames, not a whole clip (Wu & Lee's
-segment-level CNN). For a clip, compute its features `clip[freq][kClipFrames][channels]` as above,
-cut them into `kSegmentsPerClip` non-overlapping segments of `kSegmentFrames` frames (frames after
-`kSegmentsPerClip * kSegmentFrames` are dropped), run the int8 model on each segment
-(`tfasc_features_to_input` normalizes each segment on its own, as training did) and average the
-segments' probabilities ({activation}); the clip's class is the largest mean. This is how its
-accuracy was measured.
-
-```cpp
-#include <math.h>
-#include <string.h>
-#include "input_path.h"
-
-// probabilities[kNumClasses] <- the clip's mean, with an interpreter set up as in Classify above.
-TfLiteStatus ClassifyClip(tflite::MicroInterpreter& interpreter, const float* clip, float* probabilities) {{
-  TfLiteTensor* input = interpreter.input(0);
-  const TfLiteTensor* output = interpreter.output(0);
-  static float segment[kSegmentValues];
-  const int freq = kInputShape[1], channels = kInputShape[3];
-  for (int c = 0; c < kNumClasses; ++c) probabilities[c] = 0.0f;
-  for (int s = 0; s < kSegmentsPerClip; ++s) {{
-    for (int f = 0; f < freq; ++f)  // one segment [freq][kSegmentFrames][channels], row-major
-      memcpy(segment + f * kSegmentFrames * channels, clip + (f * kClipFrames + s * kSegmentFrames) * channels,
-             sizeof(float) * kSegmentFrames * channels);
-    tfasc_features_to_input(segment, input->data.int8);
-    if (interpreter.Invoke() != kTfLiteOk) return kTfLiteError;
-    float logits[kNumClasses], total = 0.0f, top = -INFINITY;
-    for (int c = 0; c < kNumClasses; ++c) {{
-      logits[c] = kOutputScale * (output->data.int8[c] - kOutputZeroPoint);
-      top = logits[c] > top ? logits[c] : top;
-    }}
-    for (int c = 0; c < kNumClasses; ++c) {{
-      logits[c] = kSigmoidOutputs ? 1.0f / (1.0f + expf(-logits[c])) : expf(logits[c] - top);
-      total += logits[c];
-    }}
-    for (int c = 0; c < kNumClasses; ++c)
-      probabilities[c] += (kSigmoidOutputs ? logits[c] : logits[c] / total) / kSegmentsPerClip;
-  }}
-  return kTfLiteOk;
-}}
-```
+segment-level CNN): `TfascPcmToInputs` cuts a clip's features into `kSegmentsPerClip` non-overlapping
+segments (frames after `kSegmentsPerClip * kSegmentFrames` are dropped), each normalized on its own as
+training did, and `TfascClassifyOutputs` averages the segments' probabilities. This is how its accuracy
+was measured.
 """
 
 
-def readme_text(*, ops: Sequence[str], arena_bytes: int, model_bytes: int, frontend: str = "log_mel",
-                segment_frames: int | None = None, sigmoid_outputs: bool = False,
-                normalization: str | None = None, macs: int | None = None) -> str:
-    """The bundle's README.md; ``frontend`` is the front-end kind (``FRONTEND_KINDS``); ``segment_frames``:
-    the model classifies segments of that many frames and a clip is the mean of its segments'
-    probabilities; ``sigmoid_outputs``: those are per-class sigmoids, not a softmax; ``normalization``:
-    the front end's normalization mode (a waveform model's per-clip one is computed on the device);
-    ``macs``: multiply-accumulates of one inference (``tfasc.deploy.profile``)."""
+def readme_text(*, ops: Sequence[str], arena_bytes: int, model_bytes: int, model_source: str,
+                frontend: str = "log_mel", pcm_path: str | None = None, no_frontend_reason: str = "",
+                segment_frames: int | None = None, sigmoid_outputs: bool = False, macs: int | None = None,
+                device_lines: Sequence[str] = ()) -> str:
+    """The bundle's README.md: what the device pays, the files, the input and output, and
+    ``tfasc_model.cc`` verbatim (``model_source``: the code the emulated-device check compiled).
+
+    ``frontend`` is the front-end kind (``FRONTEND_KINDS``); ``pcm_path`` the bundle's PCM path
+    (:func:`tfasc.deploy.c_model.pcm_path`; None: the device computes the model's int8 input itself,
+    ``no_frontend_reason`` says why); ``segment_frames``: the model classifies segments; ``sigmoid_outputs``:
+    per-class sigmoids, not a softmax; ``macs``: per inference; ``device_lines``: the emulated-device
+    figures (markdown lines)."""
     cost = (f"What the device pays: {model_bytes:,} bytes of flash for the model, a {arena_bytes:,}-byte tensor "
             f"arena{'' if macs is None else f', {macs:,} multiply-accumulates per inference'}.\n\n")
-    text = _readme_input(frontend_kind({"kind": frontend}), normalization)
+    kind = frontend_kind({"kind": frontend})
+    text = (_README_INPUT[pcm_path] if pcm_path else
+            _README_INPUT["features"].format(kind=kind.replace("_", "-"),
+                                             reason=f": {no_frontend_reason}" if no_frontend_reason else ""))
     activation = ("an independent sigmoid per class of the dequantized logits (`kSigmoidOutputs`: the model "
                   "was trained with binary cross-entropy)" if sigmoid_outputs else
                   "the softmax of the dequantized logits")
-    segments = _README_SEGMENTS.format(activation=activation) if segment_frames is not None else ""
+    files = [f"`model_int8.tflite` ({model_bytes} bytes)",
+             "`model_data.cc/.h` (the same bytes as a 16-byte aligned C array)",
+             f"`ops.h` (resolver with the {len(set(ops))} ops used: {', '.join(sorted(set(ops)))})",
+             f"`model_config.h` (arena size {arena_bytes} bytes, input shape and quantization, class names, front end)",
+             "`tfasc_model.h/.cc` (the entry points below)"]
+    if pcm_path in ("log_mel", "waveform_per_clip") or pcm_path is None:
+        files.append("`input_path.h` (the training normalization and the int8 quantization)")
+    if pcm_path == "log_mel":
+        files.append("`frontend.h/.c` (the log-mel front end with CMSIS-DSP, its tables from the training parameters)")
+    usage = ("float probabilities[kNumClasses];\nint label = TfascClassifyPcm(pcm, probabilities);  "
+             "// kClassNames[label]" if pcm_path else
+             "int8_t input[kTfascInputBytes], output[kTfascOutputBytes];\n"
+             "tfasc_features_to_input(features, input);  // input_path.h\n"
+             "TfascModelRun(input, output);  // int8 logits")
+    device = ("\n## On the device\n\n" + "\n".join(device_lines) + "\n") if device_lines else ""
+    build = "" if not device_lines else (
+        "\nBuild it for a real board with the same sources: TFLite Micro with the CMSIS-NN kernels"
+        + (" and CMSIS-DSP" if pcm_path == "log_mel" else "")
+        + ", these files, and the board's own startup code and linker script in place of the emulator's "
+        "(`tfasc.device.build` lists the sources and flags).\n")
     return f"""# tfasc int8 model for TensorFlow Lite Micro
 
-{cost}Files: `model_int8.tflite` ({model_bytes} bytes), `model_data.cc/.h` (the same bytes as a
-16-byte aligned C array), `ops.h` (resolver with the {len(set(ops))} ops used: {', '.join(sorted(set(ops)))}),
-`model_config.h` (arena size {arena_bytes} bytes, input shape and quantization, class names,
-{text['config']}).
+{cost}Files: {'; '.join(files)}.
 
-{text['input']}
+{text}
 Output: int8 logits, one per class in `kClassNames` (dequantized `x = kOutputScale * (q - kOutputZeroPoint)`);
-class probabilities are {activation}.{" The input is one segment of a clip's features: see *Segments* below." if segments else ""}
+class probabilities are {activation}.
+{_README_SEGMENTS if segment_frames is not None else ""}
+```cpp
+#include "tfasc_model.h"
+
+{usage}
+```
+{device}{build}
+## tfasc_model.cc
 
 ```cpp
-#include "model_config.h"
-#include "model_data.h"
-#include "ops.h"
-#include "tensorflow/lite/micro/micro_interpreter.h"
-#include "tensorflow/lite/schema/schema_generated.h"
-{text['includes']}
-alignas(16) static uint8_t tensor_arena[kTensorArenaSize];
-
-{text['comment']}
-int Classify({text['parameter']}) {{
-  const tflite::Model* model = tflite::GetModel(g_model_data);
-  static TfascOpResolver resolver;
-  if (TfascRegisterOps(resolver) != kTfLiteOk) return -1;
-  static tflite::MicroInterpreter interpreter(model, resolver, tensor_arena, kTensorArenaSize);
-  if (interpreter.AllocateTensors() != kTfLiteOk) return -1;
-
-  TfLiteTensor* input = interpreter.input(0);
-{text['fill']}
-  if (interpreter.Invoke() != kTfLiteOk) return -1;
-
-  const TfLiteTensor* output = interpreter.output(0);
-  int best = 0;
-  for (int c = 1; c < kNumClasses; ++c) {{
-    if (output->data.int8[c] > output->data.int8[best]) best = c;
-  }}
-  return best;  // kClassNames[best]
-}}
+{model_source.rstrip()}
 ```
-
-{segments}
-The outputs were checked bit for bit against TensorFlow Lite's reference kernels with the
-TFLite Micro Python interpreter when this bundle was made.
 """
+
+
+def log_mel_frontend_files(frontend: Mapping[str, Any]) -> tuple[dict[str, str], str]:
+    """``(files, reason)``: the C front end for a log-mel ``frontend`` (:mod:`tfasc.device.frontend`), or no
+    files and the one-line reason CMSIS-DSP cannot reproduce these parameters (e.g. an ``n_fft`` that is
+    not a power of two)."""
+    from tfasc.data.features import LogMelParams
+    from tfasc.device.frontend import frontend_files
+
+    missing = [key for key in ("sample_rate", "clip_seconds", "audio_channels") if frontend.get(key) is None]
+    if missing:
+        return {}, f"the front end does not state {', '.join(missing)}"
+    params = LogMelParams(**{key: frontend[key] for key in LogMelParams.names() if key in frontend})
+    sample_rate = float(frontend["sample_rate"])
+    try:
+        return frontend_files(params, sample_rate=sample_rate,
+                              clip_samples=round(sample_rate * float(frontend["clip_seconds"])),
+                              audio_channels=int(frontend["audio_channels"])), ""
+    except ValueError as error:
+        return {}, str(error)
+
+
+def arena_lines(arena_bytes: int, device_arenas: Mapping[str, int] | None) -> list[str]:
+    """``model_config.h``'s words on ``kTensorArenaSize``: where the number comes from."""
+    if not device_arenas:
+        return ["// Tensor arena: bytes TFLite Micro allocated for this model (RecordingMicroAllocator),",
+                "// rounded up to 16; add headroom if your platform's kernels need scratch buffers."]
+    measured = ", ".join(f"{name} {size:,}" for name, size in device_arenas.items())
+    return ["// Tensor arena: the largest of the bytes TFLite Micro used on each emulated core with the",
+            f"// CMSIS-NN kernels ({measured}), rounded up to 16, no headroom added: each",
+            "// kernel variant needs its own scratch buffers, so a core or kernel build not listed here",
+            "// must measure its own (TfascArenaUsedBytes())."]
 
 
 def write_bundle(
@@ -676,12 +619,15 @@ def write_bundle(
     clip_frames: int | None = None,
     sigmoid_outputs: bool = False,
     macs: int | None = None,
+    device_arenas: Mapping[str, int] | None = None,
+    device_lines: Sequence[str] = (),
 ) -> Path:
     """Write the deployment bundle into ``out_dir`` atomically; returns ``out_dir``.
 
     Args:
         tflite_int8: the int8 flatbuffer.
-        arena_bytes: tensor-arena bytes (``tfasc.deploy.tflm.arena_bytes_used``); rounded up to 16.
+        arena_bytes: tensor-arena bytes (``tfasc.deploy.tflm.arena_bytes_used``, or the largest measured
+            on the emulated cores); rounded up to 16.
         input_details: ``shape`` and ``quantization`` (scale, zero point), as
             ``tf.lite.Interpreter.get_input_details()[0]`` gives them.
         frontend: the model's front end, ``{"kind": "log_mel" | "waveform", ...}``: for log-mel
@@ -698,13 +644,17 @@ def write_bundle(
             clip's ``clip_frames`` frames; the device averages the segments' probabilities.
         sigmoid_outputs: probabilities are per-class sigmoids (binary cross-entropy), not a softmax.
         macs: multiply-accumulates of one inference, stated in the README with the flash and arena.
+        device_arenas: arena bytes measured per emulated core (``model_config.h`` says so).
+        device_lines: the emulated-device figures for the README (markdown lines).
     """
+    from tfasc.deploy import c_model
+
     if arena_bytes <= 0:
         raise ValueError(f"arena_bytes={arena_bytes}: expected the positive arena size in bytes")
     if not class_names:
         raise ValueError("class_names is empty: expected one name per output class")
-    mode = frontend.get("normalization")
-    if frontend_kind(frontend) == "waveform" and mode not in _FOLDABLE and getattr(normalization, "mode", None) != mode:
+    kind, mode = frontend_kind(frontend), frontend.get("normalization")
+    if kind == "waveform" and mode not in _FOLDABLE and getattr(normalization, "mode", None) != mode:
         raise ValueError(f"waveform frontend normalization {mode!r}: the device computes it with input_path.h; "
                          f"pass that normalization (got {normalization!r:.80})")
     if output_details is None:
@@ -713,25 +663,38 @@ def write_bundle(
         output_q = io_quantization(tflite_int8)[1]
         output_details = {"shape": output_q.shape, "quantization": (output_q.scale, output_q.zero_point)}
     arena = -(-int(arena_bytes) // 16) * 16
+    config_header = model_config_header(
+        arena_bytes=arena, input_details=input_details, output_details=output_details, frontend=frontend,
+        class_names=class_names, segment_frames=segment_frames, clip_frames=clip_frames,
+        sigmoid_outputs=sigmoid_outputs, arena_comment=arena_lines(arena, device_arenas),
+    )  # first: it checks the front end against the model
+    frontend_sources, no_frontend = log_mel_frontend_files(frontend) if kind == "log_mel" else ({}, "")
+    if kind == "log_mel" and frontend_sources and normalization is None:
+        no_frontend = "no normalization was given"
+    path = c_model.pcm_path(kind, getattr(normalization, "mode", None) if normalization is not None else None,
+                            has_frontend=bool(frontend_sources))
+    shape = [int(d) for d in input_details["shape"]]
+    segments = 1 if segment_frames is None else int(clip_frames) // int(segment_frames)
+    clip_samples = (round(float(frontend["sample_rate"]) * float(frontend["clip_seconds"]))
+                    * int(frontend["audio_channels"])) if path else None
+    feature_values = (shape[1] * int(clip_frames) * shape[3] if segment_frames is not None else int(np.prod(shape[1:]))
+                      ) if path == "log_mel" else None
+    source = c_model.model_source(path=path, segments=segment_frames is not None)
     files: dict[str, bytes | str] = {
         MODEL_FILE: bytes(tflite_int8),
         "model_data.h": c_array_header(),
         "model_data.cc": c_array_source(bytes(tflite_int8)),
         "ops.h": ops_header(ops),
-        "model_config.h": model_config_header(
-            arena_bytes=arena,
-            input_details=input_details,
-            output_details=output_details,
-            frontend=frontend,
-            class_names=class_names,
-            segment_frames=segment_frames,
-            clip_frames=clip_frames,
-            sigmoid_outputs=sigmoid_outputs,
-        ),
+        "model_config.h": config_header,
+        c_model.MODEL_HEADER: c_model.model_header(
+            input_shape=shape, output_shape=output_details["shape"], path=path, model_inputs=segments,
+            clip_pcm_values=clip_samples, feature_values=feature_values),
+        c_model.MODEL_SOURCE: source,
+        **(frontend_sources if path == "log_mel" else {}),
         "README.md": readme_text(
-            ops=ops, arena_bytes=arena, model_bytes=len(tflite_int8), frontend=frontend_kind(frontend),
-            segment_frames=segment_frames, sigmoid_outputs=sigmoid_outputs,
-            normalization=frontend.get("normalization"), macs=macs,
+            ops=ops, arena_bytes=arena, model_bytes=len(tflite_int8), model_source=source, frontend=kind,
+            pcm_path=path, no_frontend_reason=no_frontend, segment_frames=segment_frames,
+            sigmoid_outputs=sigmoid_outputs, macs=macs, device_lines=device_lines,
         ),
     }
     if normalization is not None:

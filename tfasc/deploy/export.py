@@ -66,6 +66,9 @@ def export_model(
     segment_frames: int | None = None,
     clip_frames: int | None = None,
     sigmoid_outputs: bool | None = None,
+    device: Mapping[str, Any] | None = None,
+    pcm_clips: np.ndarray | None = None,
+    pcm_inputs: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Convert, verify, evaluate and bundle; returns the ``deploy`` section of the report.
 
@@ -91,6 +94,11 @@ def export_model(
             whole clips) and of a clip's features (the bundle documents cutting and averaging).
         sigmoid_outputs: per-class sigmoid probabilities instead of a softmax
             (:func:`tfasc.metrics.sigmoid_outputs`; default ``multi_label``).
+        device: the emulated-device check (:mod:`tfasc.device.check`): ``targets`` (names; empty: no
+            check), ``sources`` (the TFLite Micro / CMSIS tree, None: ``$TFASC_DEVICE_SOURCES``),
+            ``examples`` (verified inputs run on each core), ``required`` (fail when the tools are missing).
+        pcm_clips, pcm_inputs: clips of int16 PCM ``[n, samples, channels]`` for the bundle's PCM path and
+            the Python pipeline's normalized float model inputs of each ``[n, model_inputs, ...]``.
     """
     sigmoid = multi_label if sigmoid_outputs is None else sigmoid_outputs
     segments_per_clip = 1 if segment_frames is None else clip_frames // segment_frames
@@ -130,10 +138,7 @@ def export_model(
 
     profiled = with_input_shape(profiled_model or float_model, example_shape)  # MACs of one evaluation input
     complexity = profile.profile_model(profiled, clip_seconds=clip_seconds, tflite_int8=int8)
-    bundle_dir = bundle.write_bundle(
-        out_dir / "deploy",
-        int8,
-        arena_bytes=arena_used,
+    bundle_arguments = dict(
         input_details={"shape": input_q.shape, "quantization": (input_q.scale, input_q.zero_point)},
         output_details={"shape": output_q.shape, "quantization": (output_q.scale, output_q.zero_point)},
         frontend=frontend,
@@ -145,6 +150,19 @@ def export_model(
         sigmoid_outputs=sigmoid,
         macs=complexity["macs"],
     )
+    bundle_dir = bundle.write_bundle(out_dir / "deploy", int8, arena_bytes=arena_used, **bundle_arguments)
+    device_report = None
+    if device and device.get("targets"):
+        device_report = run_device_check(
+            bundle_dir, int8, ops, device, verify_inputs=verify_inputs, verified=exactness.tflm_outputs,
+            host_arena=arena_used, work_dir=out_dir / "device", input_q=input_q, output_q=output_q,
+            sigmoid=sigmoid, pcm_clips=pcm_clips, pcm_inputs=pcm_inputs, frontend=frontend)
+        if device_report.get("targets"):
+            from tfasc.deploy.device_report import readme_lines
+
+            arenas = {name: figures["arena_bytes_used"] for name, figures in device_report["targets"].items()}
+            bundle.write_bundle(out_dir / "deploy", int8, arena_bytes=max(arenas.values()), device_arenas=arenas,
+                                device_lines=readme_lines(device_report), **bundle_arguments)
     write_atomic(out_dir / FLOAT16_FILE, float16)
     write_atomic(out_dir / FLOAT32_FILE, float32)
 
@@ -169,6 +187,54 @@ def export_model(
             "float32": {"path": FLOAT32_FILE, "bytes": len(float32)},
         },
         "input_quantization": {"scale": input_q.scale, "zero_point": input_q.zero_point},
+        **({"device": device_report} if device_report is not None else {}),
         "sharing": kernel_sharing(float_model, int8),
         "profile": complexity,
     }
+
+
+def python_pcm_labels(outputs: np.ndarray, output_q, *, sigmoid: bool) -> np.ndarray:
+    """Each clip's class from its model outputs ``[n, model_inputs, K]`` int8: the mean over its inputs of
+    the probabilities of the dequantized logits, as ``tfasc.evaluate.clip_probabilities`` scores clips."""
+    logits = output_q.dequantize(outputs.reshape(-1, outputs.shape[-1]))
+    probabilities = metric_fns.probabilities_from_logits(logits, sigmoid=sigmoid).reshape(outputs.shape)
+    return probabilities.mean(axis=1).argmax(axis=1)
+
+
+def run_device_check(bundle_dir: Path, int8: bytes, ops, device: Mapping[str, Any], *, verify_inputs: np.ndarray,
+                     verified: np.ndarray, host_arena: int, work_dir: Path, input_q, output_q, sigmoid: bool,
+                     pcm_clips: np.ndarray | None, pcm_inputs: np.ndarray | None,
+                     frontend: Mapping[str, Any]) -> dict[str, Any]:
+    """The bundle on the emulated cores (:func:`tfasc.device.check.check_bundle`): the first
+    ``device["examples"]`` verified inputs, and the PCM clips when the bundle has a PCM path.
+
+    Raises:
+        RuntimeError: the tools are missing and ``device["required"]``; a device check failure.
+    """
+    from tfasc.device.check import PcmCheck, check_bundle
+
+    pcm = None
+    if pcm_clips is not None and len(pcm_clips) and "TFASC_HAS_PCM_PATH" in (bundle_dir / "tfasc_model.h").read_text():
+        inputs = input_q.quantize(pcm_inputs.reshape(-1, *pcm_inputs.shape[2:])).reshape(pcm_inputs.shape)
+        run_model = lambda values: tflm.run_tflm(int8, values)
+        outputs = run_model(inputs.reshape(-1, *inputs.shape[2:])).reshape(*inputs.shape[:2], -1)
+        pcm = PcmCheck(clips=np.asarray(pcm_clips, np.int16), inputs=inputs, outputs=outputs,
+                       labels=python_pcm_labels(outputs, output_q, sigmoid=sigmoid), run_model=run_model)
+    examples = int(device.get("examples", len(verify_inputs)))
+    report = check_bundle(bundle_dir, ops, inputs=verify_inputs[:examples], expected=verified[:examples],
+                          target_names=device["targets"], sources=device.get("sources"), host_arena=host_arena,
+                          work_dir=Path(work_dir), pcm=pcm)
+    if report.get("skipped") and device.get("required"):
+        raise RuntimeError(f"export.device.required: the device check cannot run here: {report['skipped']}")
+    if (bundle_dir / "frontend.h").exists():
+        from tfasc.data.features import LogMelParams
+        from tfasc.device.frontend import frontend_costs
+
+        rate = float(frontend["sample_rate"])
+        report["frontend"] = frontend_costs(
+            LogMelParams(**{key: frontend[key] for key in LogMelParams.names() if key in frontend}), rate,
+            round(rate * float(frontend["clip_seconds"])), int(frontend["audio_channels"]))
+    if pcm is None and report.get("targets"):
+        report["pcm_note"] = ("no PCM path in this bundle (no C front end for these features)"
+                              if pcm_clips is not None else "no clips were given for the PCM path")
+    return report

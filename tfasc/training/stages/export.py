@@ -31,6 +31,30 @@ def device_frontend(context: StageContext) -> dict[str, Any]:
     }
 
 
+def device_clips(context: StageContext, count: int):
+    """The first ``count`` evaluation clips as int16 PCM ``[n, samples, channels]`` and the Python pipeline's
+    normalized model inputs of each ``[n, model_inputs, ...]`` (the training front end on the same PCM):
+    what the emulated device's PCM path is compared with. None without clips."""
+    import numpy as np
+
+    from tfasc.data.audio import load_audio
+    from tfasc.data.pipeline import feature_function
+
+    recipe, data = context.recipe, context.data
+    examples = data.eval.examples[:count]
+    if not examples:
+        return None, None
+    samples = round(recipe.data.sample_rate * recipe.data.duration_s)
+    clips = np.stack([load_audio(example.path, sample_rate=recipe.data.sample_rate, channels=recipe.data.channels,
+                                 num_samples=samples) for example in examples])
+    # The device reads int16: training's decoded float is pcm / 32768, so this is exact for 16-bit files.
+    pcm = np.clip(np.round(clips * 32768.0), -32768, 32767).astype(np.int16)
+    extract = feature_function(frontend_of(recipe), recipe.data.sample_rate, samples, recipe.data.channels)
+    features = extract(pcm.astype(np.float32) / 32768.0).numpy()
+    inputs = normalized(features, data)
+    return pcm, inputs.reshape(len(pcm), -1, *inputs.shape[1:])
+
+
 class ExportStage(Stage):
     name = "export"
     needs = (FLOAT_MODEL,)
@@ -52,6 +76,11 @@ class ExportStage(Stage):
         has_qat = context.manifest.newest(QAT_MODEL) is not None
         int8_source = context.load(QAT_MODEL, by=self.name) if has_qat else exported_float
         log("exporting int8 / float16 / float32 TFLite and verifying the int8 model in TFLite Micro")
+        from tfasc.device.toolchain import unavailable_reason
+
+        device = config.device
+        runs = bool(device.targets) and unavailable_reason(device.sources) is None
+        pcm_clips, pcm_inputs = device_clips(context, device.clips) if runs and device.clips else (None, None)
         return export_model(
             int8_source=int8_source,
             float_model=exported_float,
@@ -70,6 +99,10 @@ class ExportStage(Stage):
             out_dir=context.output(),
             verify_examples=config.verify_examples,
             find_smallest_arena=config.smallest_arena,
+            device={"targets": list(device.targets), "sources": device.sources, "examples": device.examples,
+                    "required": device.required},
+            pcm_clips=pcm_clips,
+            pcm_inputs=pcm_inputs,
         )
 
     def markdown(self, report: dict) -> list[str]:
@@ -103,6 +136,10 @@ class ExportStage(Stage):
         ]
         if deploy.get("sharing"):
             lines.insert(-1, f"- {deploy['sharing']['text']}")
+        if deploy.get("device"):
+            from tfasc.deploy.device_report import markdown_lines
+
+            lines += ["### On emulated Cortex-M cores", "", *markdown_lines(deploy["device"]), ""]
         return lines
 
     def confusion_plots(self, result: dict) -> list[tuple[str, str, dict]]:
