@@ -12,7 +12,12 @@
     input_path.h        (given a normalization) ``tfasc_features_to_input``: the training input
                         normalization and the int8 input quantization in C
                         (:func:`tfasc.data.normalization.c_header`)
-    README.md           TFLite Micro C++ code that loads and invokes the model
+    tfasc_model.h/.cc   the entry points (``tfasc.deploy.c_model``): TfascModelRun for one int8 input and,
+                        where the bundle has a PCM path, TfascClassifyPcm from int16 PCM to a label
+    frontend.h/.c       (log-mel) the front end in C with CMSIS-DSP, tables from the training
+                        parameters (:mod:`tfasc.device.frontend`)
+    README.md           what the device pays, the input and output, tfasc_model.cc verbatim and, after
+                        the emulated-device check (:mod:`tfasc.device`), the figures per core
 
 The front end is a mapping with a ``"kind"`` key:
 
@@ -549,7 +554,8 @@ def readme_text(*, ops: Sequence[str], arena_bytes: int, model_bytes: int, model
         "\nBuild it for a real board with the same sources: TFLite Micro with the CMSIS-NN kernels"
         + (" and CMSIS-DSP" if pcm_path == "log_mel" else "")
         + ", these files, and the board's own startup code and linker script in place of the emulator's "
-        "(`tfasc.device.build` lists the sources and flags).\n")
+        "(`python -m tfasc.device build deploy --target cortex-m4` writes the firmware and `build.txt`, every\n"
+        "compiler command).\n")
     return f"""# tfasc int8 model for TensorFlow Lite Micro
 
 {cost}Files: {'; '.join(files)}.

@@ -235,6 +235,7 @@ def run_device_check(bundle_dir: Path, int8: bytes, ops, device: Mapping[str, An
             LogMelParams(**{key: frontend[key] for key in LogMelParams.names() if key in frontend}), rate,
             round(rate * float(frontend["clip_seconds"])), int(frontend["audio_channels"]))
     if pcm is None and report.get("targets"):
-        report["pcm_note"] = ("no PCM path in this bundle (no C front end for these features)"
+        reason = bundle.log_mel_frontend_files(frontend)[1] if frontend.get("kind") == "log_mel" else ""
+        report["pcm_note"] = (f"no PCM path in this bundle (no C front end for these features{': ' + reason if reason else ''})"
                               if pcm_clips is not None else "no clips were given for the PCM path")
     return report

@@ -172,6 +172,7 @@ class Builder:
         self.object_dir.mkdir(parents=True, exist_ok=True)
         self.includes = [f"-I{path}" for path in include_dirs(tools.sources)]
         self.compiled = 0
+        self.commands: dict[Path, list[str]] = {}  # source -> the compiler command of its object
         # The bundle's own code keeps float arithmetic unfused (no -ffp-contract fusing a*b+c into one
         # rounding), as the host that computed the training features and the reference quantization.
         self.own_flags = (KERNEL_OPTIMIZATION, "-ffp-contract=off", *extra_flags)
@@ -194,6 +195,7 @@ class Builder:
         for header in sorted(p for d in extra_includes for p in Path(d).glob("*.h")):
             key.update(header.read_bytes())  # a bundle's own headers change with the model
         output = self.object_dir / f"{source.stem}-{key.hexdigest()[:16]}.o"
+        self.commands[source] = self._command(source, Path(source.stem + ".o"), optimization, extra_includes)
         if output.exists():
             return output
         with tempfile.TemporaryDirectory(dir=self.object_dir) as staging:
@@ -267,16 +269,20 @@ class Builder:
 
     # -- linking -----------------------------------------------------------------------------
 
+    def link_command(self, objects: Sequence[Path], elf: Path) -> list[str]:
+        """The link command for the board: newlib with semihosting (rdimon), the project's startup code
+        instead of the C runtime's (``-nostartfiles``), unused sections dropped."""
+        return [self.tools.gxx, *self.target.cpu_flags, "--specs=rdimon.specs", "-nostartfiles",
+                "-Wl,--gc-sections", "-Wl,--fatal-warnings", "-Wl,--no-warn-rwx-segments",
+                f"-L{C_SOURCES}", f"-T{C_SOURCES / self.target.linker_script}",
+                *map(str, objects), "-lm", "-o", str(elf)]
+
     def link(self, objects: Sequence[Path], elf: Path) -> Firmware:
         """Link the objects with the board's memory map into ``elf`` (atomically); sizes from ``size``."""
         elf = Path(elf)
         elf.parent.mkdir(parents=True, exist_ok=True)
         partial = elf.with_name(elf.name + ".partial")
-        command = [self.tools.gxx, *self.target.cpu_flags, "--specs=rdimon.specs", "-nostartfiles",
-                   "-Wl,--gc-sections", "-Wl,--fatal-warnings", "-Wl,--no-warn-rwx-segments",
-                   f"-L{C_SOURCES}", f"-T{C_SOURCES / self.target.linker_script}",
-                   *map(str, objects), "-lm", "-o", str(partial)]
-        completed = subprocess.run(command, capture_output=True, text=True)
+        completed = subprocess.run(self.link_command(objects, partial), capture_output=True, text=True)
         if completed.returncode != 0:
             partial.unlink(missing_ok=True)
             raise RuntimeError(f"{self.target.name}: linking {elf.name} failed:\n{completed.stderr[-4000:]}")
