@@ -27,6 +27,8 @@ def fits(name: str, figures: Mapping[str, Any]) -> bool:
 
 
 def _row(name: str, f: Mapping[str, Any]) -> str:
+    if not f["fits_board"]:
+        return f"| {name} | {f['note']} | | | no | | |"
     pcm = f.get("pcm")
     frontend = f"{pcm['frontend_instructions_per_clip']:,}" if pcm else "-"
     sram = SRAM_BYTES.get(name, 4 << 20)
@@ -48,6 +50,8 @@ def _pcm_sentence(report: Mapping[str, Any]) -> list[str]:
     lines = []
     for name, figures in report["targets"].items():
         pcm = figures.get("pcm")
+        if figures.get("pcm_note"):
+            lines.append(f"- {name}, from int16 PCM: not run, {figures['pcm_note']}")
         if not pcm:
             continue
         lines.append(
@@ -62,11 +66,12 @@ def markdown_lines(report: Mapping[str, Any]) -> list[str]:
     """The report's ``Device`` lines."""
     if report.get("skipped"):
         return [f"- emulated-device check not run: {report['skipped']}"]
-    first = next(iter(report["targets"].values()))
+    ran = {name: f for name, f in report["targets"].items() if f["fits_board"]}
+    built = f"QEMU, TFLite Micro + CMSIS-NN built from {report.get('sources', 'the sources')}"
     lines = [
-        f"- on emulated Cortex-M cores (QEMU, TFLite Micro + CMSIS-NN built from {report.get('sources', 'the sources')}): "
-        f"{first['examples']} int8 inputs bit-exact with the Python interpreter on "
-        f"{', '.join(report['targets'])}; bundle arena {report['arena_bytes']:,} bytes (the largest measured)",
+        f"- on emulated Cortex-M cores ({built}): {next(iter(ran.values()))['examples']} int8 inputs bit-exact with "
+        f"the Python interpreter on {', '.join(ran)}; bundle arena {report['arena_bytes']:,} bytes (the largest measured)"
+        if ran else f"- on emulated Cortex-M cores ({built}): the model fits none of the boards",
         "",
         *table(report),
         "",

@@ -157,10 +157,11 @@ def export_model(
             bundle_dir, int8, ops, device, verify_inputs=verify_inputs, verified=exactness.tflm_outputs,
             host_arena=arena_used, work_dir=out_dir / "device", input_q=input_q, output_q=output_q,
             sigmoid=sigmoid, pcm_clips=pcm_clips, pcm_inputs=pcm_inputs, frontend=frontend)
-        if device_report.get("targets"):
+        if device_report.get("arena_bytes"):
             from tfasc.deploy.device_report import readme_lines
 
-            arenas = {name: figures["arena_bytes_used"] for name, figures in device_report["targets"].items()}
+            arenas = {name: figures["arena_bytes_used"] for name, figures in device_report["targets"].items()
+                      if figures["fits_board"]}
             bundle.write_bundle(out_dir / "deploy", int8, arena_bytes=max(arenas.values()), device_arenas=arenas,
                                 device_lines=readme_lines(device_report), **bundle_arguments)
     write_atomic(out_dir / FLOAT16_FILE, float16)

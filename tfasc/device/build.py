@@ -81,8 +81,8 @@ FRAMEWORK_SOURCES = (
 #: TFLite Micro's Cortex-M defines and code-generation flags (its cortex_m_qemu makefile, warnings
 #: aside), shared by C and C++; the target adds the core flags. Without its ``TF_LITE_MCU_DEBUG_LOG``:
 #: with it a failed kernel check (``TFLITE_ABORT``) prints "HALTED" and spins forever, without it it
-#: calls ``abort()``, which ends the emulation with an error status (a CMSIS-NN kernel refusing its
-#: arguments on Helium was found this way). Error messages are printed either way.
+#: calls ``abort()`` (``c/startup.c`` says so and exits), which ends the emulation with an error status
+#: (a CMSIS-NN kernel refusing its arguments on Helium was found this way).
 COMMON_FLAGS = (
     "-DTF_LITE_STATIC_MEMORY", "-DTF_LITE_DISABLE_X86_NEON", "-DCMSIS_NN", "-DKERNELS_OPTIMIZED_FOR_SPEED",
     "-DARM_NN_ENABLE_F16=0", "-DARM_NN_ENABLE_F32=0", "-DARM_MATH_LOOPUNROLL",
@@ -191,9 +191,13 @@ class Builder:
         """The cached object of ``source`` (compiled now if absent); ``RuntimeError`` with the compiler's errors."""
         source = Path(source)
         key = hashlib.sha256(source.read_bytes())
-        key.update(f"{source.resolve()}|{optimization}|{[str(p) for p in extra_includes]}".encode())
+        # A library source by its path (its relative includes resolve from there); a bundle's own source
+        # by its name and the contents of the headers beside it, so a bundle rewritten in another run
+        # folder reuses its objects.
+        where = source.name if extra_includes else str(source.resolve())
+        key.update(f"{where}|{optimization}".encode())
         for header in sorted(p for d in extra_includes for p in Path(d).glob("*.h")):
-            key.update(header.read_bytes())  # a bundle's own headers change with the model
+            key.update(header.name.encode() + header.read_bytes())
         output = self.object_dir / f"{source.stem}-{key.hexdigest()[:16]}.o"
         self.commands[source] = self._command(source, Path(source.stem + ".o"), optimization, extra_includes)
         if output.exists():

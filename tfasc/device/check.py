@@ -58,9 +58,18 @@ def _mismatches(device: np.ndarray, expected: np.ndarray) -> tuple[int, int]:
 def _check_target(tools, target, bundle_dir: Path, ops: Sequence[str], *, inputs: np.ndarray, expected: np.ndarray,
                   pcm: PcmCheck | None, host_arena: int, cache_dir: Path, work_dir: Path) -> dict[str, Any]:
     start = time.perf_counter()
-    arena = emulate.measuring_arena(host_arena)
-    firmware = emulate.build_firmware(tools, target, bundle_dir, ops, cache_dir=cache_dir, work_dir=work_dir,
-                                      arena_bytes=arena)
+    build = lambda arena_bytes: emulate.build_firmware(tools, target, bundle_dir, ops, cache_dir=cache_dir,
+                                                       work_dir=work_dir, arena_bytes=arena_bytes)
+    # A first link with a token arena tells how much of the board's RAM the rest of the firmware takes.
+    probe_arena = 16
+    room = emulate.room_for_arena(target, build(probe_arena), probe_arena, inputs[0].nbytes if len(inputs) else 0)
+    if room < host_arena:  # reported, not run: the model needs a bigger part than this board
+        return {"target": target.name, "board": target.board, "description": target.description, "fits_board": False,
+                "note": f"not run: the model's {host_arena:,}-byte tensor arena (host) does not fit in the "
+                        f"{target.ram_bytes >> 20} MB of RAM of {target.board} beside the firmware's other data "
+                        f"({max(room, 0):,} bytes left)"}
+    arena = emulate.measuring_arena(host_arena, room)
+    firmware = build(arena)
     build_seconds = time.perf_counter() - start
     output_bytes = int(np.prod(expected.shape[1:]))
     run = emulate.run_firmware(tools, target, firmware.elf, inputs, mode=0, cache_dir=cache_dir,
@@ -72,6 +81,7 @@ def _check_target(tools, target, bundle_dir: Path, ops: Sequence[str], *, inputs
         "target": target.name,
         "board": target.board,
         "description": target.description,
+        "fits_board": True,
         "examples": int(len(inputs)),
         "mismatched_examples": mismatched,
         "max_abs_diff": max_diff,
@@ -86,7 +96,11 @@ def _check_target(tools, target, bundle_dir: Path, ops: Sequence[str], *, inputs
         "build_seconds": round(build_seconds, 1),
         "emulation_seconds": round(run.seconds, 2),
     }
-    if pcm is not None and len(pcm.clips):
+    heap = target.ram_bytes - firmware.data - firmware.bss - emulate.STACK_AND_RUNTIME_BYTES
+    if pcm is not None and len(pcm.clips) and pcm.clips[0].nbytes > heap:
+        result["pcm_note"] = (f"the clip's {pcm.clips[0].nbytes:,} bytes of PCM do not fit beside the firmware in "
+                              f"the {target.ram_bytes >> 20} MB of RAM of {target.board} ({heap:,} bytes left)")
+    elif pcm is not None and len(pcm.clips):
         model_inputs, input_bytes = pcm.inputs.shape[1], int(np.prod(pcm.inputs.shape[2:]))
         run_pcm = emulate.run_firmware(
             tools, target, firmware.elf, pcm.clips, mode=1, cache_dir=cache_dir,
@@ -147,6 +161,8 @@ def check_bundle(bundle_dir: Path, ops: Sequence[str], *, inputs: np.ndarray, ex
                                              pcm=pcm, host_arena=host_arena, cache_dir=cache, work_dir=work_dir)
     problems = []
     for name, figures in results.items():
+        if not figures["fits_board"]:
+            continue
         if not figures["bit_exact"]:
             problems.append(f"{name}: {figures['mismatched_examples']} of {figures['examples']} int8 inputs gave "
                             f"outputs differing from the Python TFLite Micro interpreter (up to "
@@ -161,5 +177,5 @@ def check_bundle(bundle_dir: Path, ops: Sequence[str], *, inputs: np.ndarray, ex
                             f"({check['python_labels']})")
     if problems:
         raise DeviceMismatchError("device check failed: " + "; ".join(problems))
-    return {"targets": results, "arena_bytes": max(f["arena_bytes_used"] for f in results.values()),
-            "sources": str(tools.sources)}
+    ran = [f["arena_bytes_used"] for f in results.values() if f["fits_board"]]
+    return {"targets": results, "arena_bytes": max(ran) if ran else None, "sources": str(tools.sources)}

@@ -63,11 +63,28 @@ def bundle_sources(bundle_dir: Path) -> list[Path]:
     return [*own, C_SOURCES / "runner.cc", C_SOURCES / "startup.c"]
 
 
-def measuring_arena(host_arena_bytes: int) -> int:
+#: RAM the firmware needs besides its static data: the stack (``firmware_sections.ld``) and newlib's
+#: stdio buffers and heap bookkeeping.
+STACK_AND_RUNTIME_BYTES = (64 << 10) + (16 << 10)
+
+
+def measuring_arena(host_arena_bytes: int, room: int | None = None) -> int:
     """The arena a measuring firmware is built with: 4x the host's (a device's kernels may need more
-    scratch than the host's: 10,180 against 5,684 bytes was measured with Helium), within ``MEASURING_ARENA``."""
+    scratch than the host's: 10,180 against 5,684 bytes was measured with Helium), within
+    ``MEASURING_ARENA`` and within ``room``, the board's RAM left beside everything else."""
     low, high = MEASURING_ARENA
-    return int(min(max(4 * host_arena_bytes, low), high)) // 16 * 16
+    arena = min(max(4 * host_arena_bytes, low), high)
+    if room is not None:
+        arena = min(arena, room)
+    return int(arena) // 16 * 16
+
+
+def room_for_arena(target: Target, probe: Firmware, probe_arena: int, record_bytes: int) -> int:
+    """The board's RAM left for the tensor arena by a firmware whose other static data ``probe`` (built
+    with a ``probe_arena``-byte arena) shows, the heap for one ``record_bytes`` record, the stack and
+    the C runtime."""
+    static = probe.data + probe.bss - probe_arena
+    return target.ram_bytes - static - record_bytes - STACK_AND_RUNTIME_BYTES
 
 
 def build_firmware(tools: Toolchain, target: Target, bundle_dir: Path, ops: Sequence[str], *, cache_dir: Path,
@@ -99,7 +116,7 @@ def run_firmware(tools: Toolchain, target: Target, elf: Path, records: np.ndarra
     mark = _symbol_address(tools, elf, "tfasc_mark")
     with tempfile.TemporaryDirectory(prefix=f"tfasc-{target.name}-") as work:
         work = Path(work)
-        record_bytes = records[0].nbytes if len(records) else 0
+        record_bytes = int(np.prod(records.shape[1:], dtype=np.int64)) * records.dtype.itemsize  # 0 records too
         header = np.array([_MAGIC, mode, len(records), record_bytes], "<i4")
         (work / "tfasc_in.bin").write_bytes(header.tobytes() + records.tobytes())
         log = work / "plugin.log"
@@ -115,7 +132,8 @@ def run_firmware(tools: Toolchain, target: Target, elf: Path, records: np.ndarra
         arena = [line.split()[1] for line in completed.stdout.splitlines() if line.startswith("tfasc-arena ")]
         if completed.returncode != 0 or not arena:
             said = (completed.stdout + completed.stderr).strip()[-2000:]
-            fault = " (a fault: status 3)" if completed.returncode == 3 else ""
+            fault = {3: " (a fault: HardFault, MemManage, BusFault or UsageFault)",
+                     4: " (abort(): a TFLite Micro kernel check failed)"}.get(completed.returncode, "")
             raise RuntimeError(f"{target.name}: the firmware failed on {target.board} with status "
                                f"{completed.returncode}{fault}: {said or 'no output'}")
         raw = (work / "tfasc_out.bin").read_bytes()

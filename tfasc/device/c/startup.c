@@ -4,6 +4,7 @@
 // one, set up newlib's semihosting handles and C++ constructors, run main, exit through semihosting
 // so that main's return value becomes QEMU's exit status.
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 extern uint32_t __data_load__, __data_start__, __data_end__, __bss_start__, __bss_end__, __stack_top__;
@@ -32,6 +33,13 @@ void Reset_Handler(void) {
   initialise_monitor_handles();
   __libc_init_array();
   exit(main());
+}
+
+// TFLite Micro's failed checks (TFLITE_DCHECK, TF_LITE_ASSERT, TFLITE_ABORT) call abort(): say so on the
+// host's stdout and end the run with status 4 (newlib's abort would end it without a word).
+void abort(void) {
+  printf("tfasc-error abort(): a TFLite Micro kernel check failed\n");
+  exit(4);
 }
 
 // Any fault ends the run with status 3 (HardFault, MemManage, BusFault, UsageFault).
