@@ -123,7 +123,7 @@ def test_the_bundle_documents_the_segments_and_normalizes_each_one(run, tmp_path
                  "constexpr int kClipFrames = 32;", f"constexpr int kSegmentsPerClip = {SEGMENTS};",
                  "constexpr bool kSigmoidOutputs = true;"]:
         assert line in config, line
-    assert "## Segments: a clip is the mean of its segments" in readme and "ClassifyClip" in readme
+    assert "## Segments: a clip is the mean of its segments" in readme and "TfascClassifyOutputs" in readme
     assert "sigmoid" in readme and "binary cross-entropy" in readme
 
     if shutil.which("gcc") is None:

@@ -506,6 +506,8 @@ _README_INPUT = {
 }
 
 _README_SEGMENTS = """
+## Segments: a clip is the mean of its segments
+
 The model classifies one segment of `kSegmentFrames` frames, not a whole clip (Wu & Lee's
 segment-level CNN): `TfascPcmToInputs` cuts a clip's features into `kSegmentsPerClip` non-overlapping
 segments (frames after `kSegmentsPerClip * kSegmentFrames` are dropped), each normalized on its own as

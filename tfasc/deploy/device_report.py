@@ -40,7 +40,7 @@ def table(report: Mapping[str, Any]) -> list[str]:
     """A markdown table of the targets' figures."""
     return [
         "| target | tensor arena (bytes) | flash: text + rodata (bytes) | static RAM: data + bss (bytes) | "
-        "fits SRAM | instructions per inference | front end: instructions per clip |",
+        "fits SRAM | instructions per inference | PCM to int8 input (front end, normalization, quantization): instructions per clip |",
         "|---|---|---|---|---|---|---|",
         *(_row(name, figures) for name, figures in report["targets"].items()),
     ]
@@ -82,11 +82,14 @@ def markdown_lines(report: Mapping[str, Any]) -> list[str]:
     ]
     frontend = report.get("frontend")
     if frontend:
+        per_frame = ", ".join(f"{name} {f['pcm']['frontend_instructions_per_clip'] / frontend['frames']:,.0f}"
+                              for name, f in ran.items() if f.get("pcm"))
         lines.append(
             f"- log-mel front end (frontend.c, CMSIS-DSP): tables {frontend['table_bytes']['total']:,} B + CMSIS FFT "
             f"tables {frontend['cmsis_fft_table_bytes']['total']:,} B in flash, scratch {frontend['scratch_bytes']['total']:,} B "
             f"+ features {frontend['output_bytes']:,} B + the int16 clip {frontend['input_bytes']:,} B in RAM, "
-            f"{frontend['ffts']} FFTs of {frontend['n_fft']} per clip")
+            f"{frontend['ffts']} FFTs of {frontend['n_fft']} per clip ({frontend['frames']} frames)"
+            + (f"; PCM to int8 input, instructions per frame: {per_frame}" if per_frame else ""))
     if report.get("pcm_note"):
         lines.append(f"- PCM path: {report['pcm_note']}")
     return lines
