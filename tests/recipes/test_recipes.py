@@ -15,6 +15,21 @@ from tfasc.training.run import validate_components
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 
+def assert_ran_on_the_emulated_cores(deploy: dict, *, pcm: bool) -> None:
+    """Where the shipped recipes' device sources and the tools are here, the export ran the bundle on
+    both default cores, bit-exact, and (``pcm``) its held-out clips from PCM to the Python pipeline's labels."""
+    from tfasc.device.toolchain import unavailable_reason
+
+    if unavailable_reason(load_recipe(RECIPES / "quickstart.yaml").export.device.sources) is not None:
+        assert deploy["device"]["skipped"]
+        return
+    for name in ("cortex-m4", "cortex-m55"):
+        figures = deploy["device"]["targets"][name]
+        assert figures["bit_exact"] and figures["arena_bytes_used"] > 0 and figures["instructions_per_inference"] > 0
+        if pcm:
+            assert figures["pcm"]["labels_equal"] == figures["pcm"]["clips"] > 0, figures["pcm"]
+
+
 def run_shipped_recipe(name: str, out: Path, overrides: dict) -> int:
     """``python -m tfasc.train recipes/NAME --out OUT --set KEY=VALUE ...``; returns the exit status."""
     argv = [str(RECIPES / name), "--out", str(out)]
@@ -120,6 +135,7 @@ def test_dcase2020_1b_recipe_runs_end_to_end_on_synthesized_data(tmp_path):
     assert deploy["sharing"]["stored_once"]
     assert "DEQUANTIZE" not in deploy["ops"] and "MUL" not in deploy["ops"]
     assert (out / "plots" / "confusion_matrix.png").is_file()
+    assert_ran_on_the_emulated_cores(deploy, pcm=True)  # log-mel from PCM through frontend.c
 
 
 @pytest.mark.slow
@@ -140,6 +156,7 @@ def test_waveform_recipe_runs_end_to_end_bit_exact_from_pcm(tmp_path):
     assert report["model"]["input_shape"] == [8000, 1] and report["data"]["features"] == "waveform"
     assert report["prune"]["sparsity"]["sparsity"] == pytest.approx(0.6, abs=0.01)
     assert report["deploy"]["tflm"]["bit_exact"] and report["deploy"]["tflm"]["examples"] == 4
+    assert_ran_on_the_emulated_cores(report["deploy"], pcm=True)  # raw PCM, no front end
     config = (out / "deploy" / "model_config.h").read_text()
     assert "kFeatureNMels" not in config and "constexpr int kFeatureClipSamples = 8000;" in config
 
