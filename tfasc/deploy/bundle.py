@@ -580,22 +580,35 @@ class probabilities are {activation}.
 """
 
 
+def log_mel_frontend_arguments(frontend: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """``(LogMelParams, {"sample_rate", "clip_samples", "audio_channels"})`` of a log-mel ``frontend``
+    mapping: the arguments of :func:`tfasc.device.frontend.frontend_files` and ``frontend_costs``.
+
+    Raises:
+        KeyError: the mapping does not state the sample rate, clip seconds or audio channels.
+    """
+    from tfasc.data.features import LogMelParams
+
+    missing = [key for key in ("sample_rate", "clip_seconds", "audio_channels") if frontend.get(key) is None]
+    if missing:
+        raise KeyError(f"the front end does not state {', '.join(missing)}")
+    params = LogMelParams(**{key: frontend[key] for key in LogMelParams.names() if key in frontend})
+    sample_rate = float(frontend["sample_rate"])
+    return params, {"sample_rate": sample_rate, "clip_samples": round(sample_rate * float(frontend["clip_seconds"])),
+                    "audio_channels": int(frontend["audio_channels"])}
+
+
 def log_mel_frontend_files(frontend: Mapping[str, Any]) -> tuple[dict[str, str], str]:
     """``(files, reason)``: the C front end for a log-mel ``frontend`` (:mod:`tfasc.device.frontend`), or no
     files and the one-line reason CMSIS-DSP cannot reproduce these parameters (e.g. an ``n_fft`` that is
     not a power of two)."""
-    from tfasc.data.features import LogMelParams
     from tfasc.device.frontend import frontend_files
 
-    missing = [key for key in ("sample_rate", "clip_seconds", "audio_channels") if frontend.get(key) is None]
-    if missing:
-        return {}, f"the front end does not state {', '.join(missing)}"
-    params = LogMelParams(**{key: frontend[key] for key in LogMelParams.names() if key in frontend})
-    sample_rate = float(frontend["sample_rate"])
     try:
-        return frontend_files(params, sample_rate=sample_rate,
-                              clip_samples=round(sample_rate * float(frontend["clip_seconds"])),
-                              audio_channels=int(frontend["audio_channels"])), ""
+        params, clip = log_mel_frontend_arguments(frontend)
+        return frontend_files(params, **clip), ""
+    except KeyError as error:
+        return {}, error.args[0]
     except ValueError as error:
         return {}, str(error)
 

@@ -228,13 +228,10 @@ def run_device_check(bundle_dir: Path, int8: bytes, ops, device: Mapping[str, An
     if report.get("skipped") and device.get("required"):
         raise RuntimeError(f"export.device.required: the device check cannot run here: {report['skipped']}")
     if (bundle_dir / "frontend.h").exists():
-        from tfasc.data.features import LogMelParams
         from tfasc.device.frontend import frontend_costs
 
-        rate = float(frontend["sample_rate"])
-        report["frontend"] = frontend_costs(
-            LogMelParams(**{key: frontend[key] for key in LogMelParams.names() if key in frontend}), rate,
-            round(rate * float(frontend["clip_seconds"])), int(frontend["audio_channels"]))
+        params, clip = bundle.log_mel_frontend_arguments(frontend)
+        report["frontend"] = frontend_costs(params, **clip)
     if pcm is None and report.get("targets"):
         reason = bundle.log_mel_frontend_files(frontend)[1] if frontend.get("kind") == "log_mel" else ""
         report["pcm_note"] = (f"no PCM path in this bundle (no C front end for these features{': ' + reason if reason else ''})"

@@ -94,17 +94,25 @@ class BitExactResult:
         }
 
 
+def output_differences(outputs: np.ndarray, reference: np.ndarray) -> tuple[int, int]:
+    """``(examples whose outputs differ anywhere, largest difference in LSBs)`` of two ``[n, ...]`` int arrays."""
+    diff = np.abs(outputs.astype(np.int64) - reference.astype(np.int64)).reshape(len(outputs), -1)
+    if not diff.size:
+        return 0, 0
+    return int(np.count_nonzero(diff.max(axis=1) > 0)), int(diff.max())
+
+
 def verify_bit_exact(tflite_bytes: bytes, inputs_int8: np.ndarray, *, arena_size: int | None = None) -> BitExactResult:
     """Compare TFLite Micro's outputs with ``tf.lite.Interpreter`` (``BUILTIN_REF``) bit for bit."""
     micro = run_tflm(tflite_bytes, inputs_int8, arena_size=arena_size)
     reference = run_tflite_raw(tflite_bytes, inputs_int8, reference_kernels=True)
     if micro.shape != reference.shape:
         raise ValueError(f"TFLite Micro output shape {micro.shape} differs from TFLite's {reference.shape}")
-    diff = np.abs(micro.astype(np.int64) - reference.astype(np.int64)).reshape(len(micro), -1)
+    mismatched, max_abs_diff = output_differences(micro, reference)
     return BitExactResult(
         examples=len(micro),
-        mismatched_examples=int(np.count_nonzero(diff.max(axis=1) > 0)) if diff.size else 0,
-        max_abs_diff=int(diff.max()) if diff.size else 0,
+        mismatched_examples=mismatched,
+        max_abs_diff=max_abs_diff,
         tflm_outputs=micro,
         reference_outputs=reference,
     )

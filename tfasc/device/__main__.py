@@ -44,22 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    from tfasc.device.build import Builder
-
-    arena = int(next(line.split("=")[1].strip(" ;") for line in (args.bundle / "model_config.h").read_text().splitlines()
-                     if "kTensorArenaSize =" in line))
-    builder = Builder(tools, target, emulate.default_cache_dir(), extra_flags=(f"-DTFASC_TENSOR_ARENA_SIZE={arena}",))
-    from tfasc.deploy.bundle import resolver_methods
-
-    elf = args.out / target.name / "firmware.elf"
-    firmware = builder.build(resolver_methods=resolver_methods(ops), bundle_sources=emulate.bundle_sources(args.bundle),
-                             bundle_dir=args.bundle, elf=elf)
-    objects = [Path(command[command.index("-o") + 1]) for command in builder.commands.values()]
-    lines = [" ".join(command) for command in builder.commands.values()]
-    lines.append(" ".join(builder.link_command(objects, elf)))
-    (elf.parent / "build.txt").write_text("\n".join(lines) + "\n")
-    print(f"{elf}: text {firmware.text:,} B, data {firmware.data:,} B, bss {firmware.bss:,} B "
-          f"({len(builder.commands)} sources; commands in {elf.parent / 'build.txt'})")
+    firmware = emulate.build_firmware(tools, target, args.bundle, ops, cache_dir=emulate.default_cache_dir(),
+                                      work_dir=args.out)  # the bundle's own kTensorArenaSize
+    listing = firmware.elf.parent / "build.txt"
+    listing.write_text("\n".join(firmware.commands) + "\n")
+    print(f"{firmware.elf}: text {firmware.text:,} B, data {firmware.data:,} B, bss {firmware.bss:,} B "
+          f"({len(firmware.commands) - 1} sources; commands in {listing})")
     return 0
 
 

@@ -141,7 +141,9 @@ def kernel_sources(sources: Path, resolver_methods: Iterable[str]) -> list[str]:
 
 @dataclasses.dataclass(frozen=True)
 class Firmware:
-    """A linked firmware: its ELF and its sizes (bytes, from ``arm-none-eabi-size``)."""
+    """A linked firmware: its ELF, its sizes (bytes, from ``arm-none-eabi-size``), and ``commands``: every
+    compiler command (each object named after its source) and the link command, what a board's own
+    build repeats."""
 
     elf: Path
     text: int
@@ -149,6 +151,7 @@ class Firmware:
     bss: int
     objects: int
     compiled: int
+    commands: tuple[str, ...] = ()
 
 
 class Builder:
@@ -298,7 +301,10 @@ class Builder:
         text = sum(section.get(name, 0) for name in (".text", ".ARM.exidx", ".rodata"))
         data = section.get(".data", 0)
         bss = section.get(".bss", 0)
-        return Firmware(elf=elf, text=text, data=data, bss=bss, objects=len(objects), compiled=self.compiled)
+        compile_commands = list(self.commands.values())
+        link = self.link_command([Path(command[-1]) for command in compile_commands], elf)
+        return Firmware(elf=elf, text=text, data=data, bss=bss, objects=len(objects), compiled=self.compiled,
+                        commands=tuple(" ".join(command) for command in [*compile_commands, link]))
 
     def build(self, *, resolver_methods: Iterable[str], bundle_sources: Sequence[Path], bundle_dir: Path,
               elf: Path) -> Firmware:

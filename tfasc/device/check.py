@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from tfasc.deploy.tflm import output_differences
 from tfasc.device import emulate, targets as target_table, toolchain
 
 
@@ -49,12 +50,6 @@ class PcmCheck:
     run_model: Callable[[np.ndarray], np.ndarray]
 
 
-def _mismatches(device: np.ndarray, expected: np.ndarray) -> tuple[int, int]:
-    """(records whose values differ anywhere, largest difference)."""
-    diff = np.abs(device.astype(np.int64) - expected.astype(np.int64)).reshape(len(device), -1)
-    return int(np.count_nonzero(diff.max(axis=1) > 0)) if diff.size else 0, int(diff.max()) if diff.size else 0
-
-
 def _check_target(tools, target, bundle_dir: Path, ops: Sequence[str], *, inputs: np.ndarray, expected: np.ndarray,
                   pcm: PcmCheck | None, host_arena: int, cache_dir: Path, work_dir: Path) -> dict[str, Any]:
     start = time.perf_counter()
@@ -63,8 +58,9 @@ def _check_target(tools, target, bundle_dir: Path, ops: Sequence[str], *, inputs
     # A first link with a token arena tells how much of the board's RAM the rest of the firmware takes.
     probe_arena = 16
     room = emulate.room_for_arena(target, build(probe_arena), probe_arena, inputs[0].nbytes if len(inputs) else 0)
+    identity = {"target": target.name, "board": target.board, "description": target.description}
     if room < host_arena:  # reported, not run: the model needs a bigger part than this board
-        return {"target": target.name, "board": target.board, "description": target.description, "fits_board": False,
+        return {**identity, "fits_board": False,
                 "note": f"not run: the model's {host_arena:,}-byte tensor arena (host) does not fit in the "
                         f"{target.ram_bytes >> 20} MB of RAM of {target.board} beside the firmware's other data "
                         f"({max(room, 0):,} bytes left)"}
@@ -75,12 +71,10 @@ def _check_target(tools, target, bundle_dir: Path, ops: Sequence[str], *, inputs
     run = emulate.run_firmware(tools, target, firmware.elf, inputs, mode=0, cache_dir=cache_dir,
                                layout=emulate.int8_layout(output_bytes))
     device_outputs = run.outputs["outputs"].reshape(expected.shape)
-    mismatched, max_diff = _mismatches(device_outputs, expected)
+    mismatched, max_diff = output_differences(device_outputs, expected)
     instructions = run.phases[:, 0]
     result: dict[str, Any] = {
-        "target": target.name,
-        "board": target.board,
-        "description": target.description,
+        **identity,
         "fits_board": True,
         "examples": int(len(inputs)),
         "mismatched_examples": mismatched,
@@ -109,7 +103,7 @@ def _check_target(tools, target, bundle_dir: Path, ops: Sequence[str], *, inputs
         device_pcm_outputs = run_pcm.outputs["outputs"]
         on_device_inputs = pcm.run_model(device_inputs.reshape(-1, *pcm.inputs.shape[2:])).reshape(
             device_pcm_outputs.shape)
-        model_mismatch, _ = _mismatches(device_pcm_outputs, on_device_inputs)
+        model_mismatch, _ = output_differences(device_pcm_outputs, on_device_inputs)
         input_diff = np.abs(device_inputs.astype(np.int64) - pcm.inputs.astype(np.int64))
         labels = run_pcm.outputs["label"].astype(np.int64)
         result["pcm"] = {
@@ -121,7 +115,7 @@ def _check_target(tools, target, bundle_dir: Path, ops: Sequence[str], *, inputs
             "input_values_differing": int(np.count_nonzero(input_diff)),
             "input_values": int(input_diff.size),
             "input_max_abs_diff": int(input_diff.max()) if input_diff.size else 0,
-            "output_max_abs_diff_vs_python_pipeline": _mismatches(device_pcm_outputs, pcm.outputs)[1],
+            "output_max_abs_diff_vs_python_pipeline": output_differences(device_pcm_outputs, pcm.outputs)[1],
             "frontend_instructions_per_clip": int(round(float(run_pcm.phases[:, 0].mean()))),
             "model_instructions_per_clip": int(round(float(run_pcm.phases[:, 1].mean()))),
             "emulation_seconds": round(run_pcm.seconds, 2),

@@ -88,9 +88,11 @@ def room_for_arena(target: Target, probe: Firmware, probe_arena: int, record_byt
 
 
 def build_firmware(tools: Toolchain, target: Target, bundle_dir: Path, ops: Sequence[str], *, cache_dir: Path,
-                   work_dir: Path, arena_bytes: int) -> Firmware:
-    """The bundle's firmware for ``target`` in ``work_dir/<target>/firmware.elf``."""
-    builder = Builder(tools, target, cache_dir, extra_flags=(f"-DTFASC_TENSOR_ARENA_SIZE={int(arena_bytes)}",))
+                   work_dir: Path, arena_bytes: int | None = None) -> Firmware:
+    """The bundle's firmware for ``target`` in ``work_dir/<target>/firmware.elf``, with an ``arena_bytes``
+    tensor arena (None: the bundle's ``kTensorArenaSize``)."""
+    arena = () if arena_bytes is None else (f"-DTFASC_TENSOR_ARENA_SIZE={int(arena_bytes)}",)
+    builder = Builder(tools, target, cache_dir, extra_flags=arena)
     return builder.build(resolver_methods=resolver_methods(ops), bundle_sources=bundle_sources(bundle_dir),
                          bundle_dir=bundle_dir, elf=Path(work_dir) / target.name / "firmware.elf")
 
