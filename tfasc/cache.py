@@ -1,6 +1,6 @@
 """``python -m tfasc.cache list|clear [--dir DIR] [KEY ...]``: see and free the feature cache.
 
-``list`` prints one line per entry (key, size, last used, rows x feature shape, description) and
+``list`` prints one line per entry (key, size, last used, rows x feature shape, shards, description) and
 per leftover of an interrupted build, then the total; ``clear`` removes the named entries, or every
 entry and leftover (never a build in progress), and prints what it freed. DIR defaults to
 ``.tfasc_cache``, the default ``data.cache_dir`` of a recipe. Needs no TensorFlow.
@@ -28,7 +28,9 @@ def entry_line(info) -> str:
         index = info.index
         shape = "x".join(str(n) for n in index.get("feature_shape", []))
         skipped = f", {len(index['skipped'])} skipped" if index["skipped"] else ""
-        return f"{head}  {index['rows']} x [{shape}] {index.get('dtype', '')}  {index.get('description', '')}{skipped}"
+        shards = len(index["shards"])
+        return (f"{head}  {index['rows']} x [{shape}] {index.get('dtype', '')} in {shards} shard{'s' if shards != 1 else ''}"
+                f"  {index.get('description', '')}{skipped}")
     if info.status == "damaged":
         return f"{head}  DAMAGED: {info.problem} (rebuilt when next used)"
     if info.status == "orphan":
@@ -81,7 +83,7 @@ def main(argv=None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     show = commands.add_parser("list", help="one line per cache entry, and the total")
     show.add_argument("--dir", default=DEFAULT_DIR, help=f"cache folder (data.cache_dir; default {DEFAULT_DIR})")
-    show.add_argument("--verify", action="store_true", help="also check every entry's SHA-256 (reads every byte)")
+    show.add_argument("--verify", action="store_true", help="also check the SHA-256 of every entry's shards (reads every byte)")
     clear = commands.add_parser("clear", help="remove entries (all, and leftovers of interrupted builds, without KEY)")
     clear.add_argument("--dir", default=DEFAULT_DIR, help=f"cache folder (data.cache_dir; default {DEFAULT_DIR})")
     clear.add_argument("keys", nargs="*", metavar="KEY", help="entries to remove (as list prints them)")

@@ -28,6 +28,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--from", dest="from_stage", default=None, choices=stages.names(),
         help="re-run this stage and the later ones of an existing run (the newest of this recipe, or --out)",
     )
+    parser.add_argument(
+        "--worker", default=None, metavar="I/N",
+        help="multi-worker training: this machine is worker I of N (0/N is the chief, which writes the run "
+        "directory); with --workers; sets distribute.strategy: multi_worker (TF_CONFIG works too)",
+    )
+    parser.add_argument(
+        "--workers", default=None, metavar="HOST:PORT,...",
+        help="every worker's address, the chief first, the same list on every machine",
+    )
     return parser.parse_args(argv)
 
 
@@ -37,9 +46,10 @@ def main(argv=None) -> int:
 
     def train() -> str:
         from tfasc.config import load_recipe
+        from tfasc.training.distribute import worker_overrides
         from tfasc.training.run import run_recipe
 
-        recipe = load_recipe(args.recipe, args.overrides)
+        recipe = load_recipe(args.recipe, [*args.overrides, *worker_overrides(args.worker, args.workers)])
         return f"done: {run_recipe(recipe, out=args.out, from_stage=args.from_stage, source=args.recipe)}"
 
     return run_command(train)

@@ -51,16 +51,20 @@ def flip_last_byte(path):
     path.write_bytes(bytes(data))
 
 
+REBUILT, REPAIRED = "removing it and rebuilding", "recomputing that shard"
 DAMAGES = {
-    "truncated": (lambda e: (e / "features.npy").write_bytes((e / "features.npy").read_bytes()[:-100]), "truncated"),
-    "bit flip": (lambda e: flip_last_byte(e / "features.npy"), "SHA-256"),
-    "header": (lambda e: (e / "features.npy").write_bytes(b"garbage!" + (e / "features.npy").read_bytes()[8:]), "SHA-256"),
-    "no index": (lambda e: (e / "index.json").unlink(), "index.json is missing"),
-    "bad index": (lambda e: (e / "index.json").write_text('{"rows": 4, "kep'), "index.json is unreadable"),
+    "truncated": (lambda e: (e / "features.npy").write_bytes((e / "features.npy").read_bytes()[:-100]), "truncated", REBUILT),
+    # A flipped bit in the rows of a shard: only that shard is recomputed (and checked against its checksum).
+    "bit flip": (lambda e: flip_last_byte(e / "features.npy"), "shard 0 (clips 0-3) of features.npy does not match its SHA-256",
+                 REPAIRED),
+    "header": (lambda e: (e / "features.npy").write_bytes(b"garbage!" + (e / "features.npy").read_bytes()[8:]),
+               "header does not match its SHA-256", REBUILT),
+    "no index": (lambda e: (e / "index.json").unlink(), "index.json is missing", REBUILT),
+    "bad index": (lambda e: (e / "index.json").write_text('{"rows": 4, "kep'), "index.json is unreadable", REBUILT),
     "old index": (lambda e: (e / "index.json").write_text(json.dumps({"rows": 4, "kept": [0, 1, 2, 3], "skipped": []})),
-                  "format None"),
-    # Valid JSON, right format, but rows that do not fit the clips (the checksum covers features.npy only).
-    "kept rows": (lambda e: swap_kept_rows(e / "index.json"), "index does not fit"),
+                  "format None", REBUILT),
+    # Valid JSON, right format, but rows that do not fit the clips (the checksums cover features.npy only).
+    "kept rows": (lambda e: swap_kept_rows(e / "index.json"), "index does not fit", REBUILT),
 }
 
 
@@ -71,12 +75,12 @@ def test_damaged_entry_is_rebuilt(tmp_path, capsys, damage):
     first = extract(examples, cache)
     good = np.array(first.features)
     entry = cache / os.path.basename(first.cache_entry)
-    breaks, reason = DAMAGES[damage]
+    breaks, reason, action = DAMAGES[damage]
     breaks(entry)
     capsys.readouterr()
     rebuilt = extract(examples, cache)
     lines = [line for line in capsys.readouterr().out.splitlines() if "damaged" in line]
-    assert len(lines) == 1 and entry.name in lines[0] and reason in lines[0] and "rebuilding" in lines[0]
+    assert len(lines) == 1 and entry.name in lines[0] and reason in lines[0] and action in lines[0]
     assert rebuilt.cache_entry == first.cache_entry
     np.testing.assert_array_equal(rebuilt.features, good)
     # ... which is the fresh computation, stored as float16.
@@ -93,7 +97,13 @@ def test_index_describes_the_entry(tmp_path):
     import hashlib
 
     data = (tmp_path / "cache" / os.path.basename(result.cache_entry) / "features.npy").read_bytes()
-    assert index["sha256"] == hashlib.sha256(data).hexdigest() and index["size"] == len(data)
+    assert index["format"] == 3 and index["size"] == len(data)
+    header = index["header"]["bytes"]
+    assert data[:6] == b"\x93NUMPY" and index["header"]["sha256"] == hashlib.sha256(data[:header]).hexdigest()
+    row_bytes = 16 * 32 * 2 * 2
+    assert index["row_bytes"] == row_bytes and len(data) == header + 3 * row_bytes
+    assert index["shards"] == [{"first_clip": 0, "clips": 3, "first_row": 0, "rows": 3, "bytes": 3 * row_bytes,
+                                "sha256": hashlib.sha256(data[header:]).hexdigest()}]
     assert index["description"] == "features (train)" and index["rows"] == 3
     assert index["feature_shape"] == [16, 32, 2] and index["dtype"] == "float16"
     assert index["parameters"]["features"]["n_mels"] == 16 and index["created"].startswith("20")
@@ -204,13 +214,14 @@ def test_list_and_clear(tmp_path):
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.splitlines()
     line_a = next(line for line in lines if line.startswith(key_a))
-    assert "3 x [16x32x2] float16" in line_a and "features (train)" in line_a and "last used" in line_a
+    assert "3 x [16x32x2] float16 in 1 shard " in line_a and "features (train)" in line_a and "last used" in line_a
     assert any(line.startswith(key_b) and "evaluate" in line for line in lines)  # size matches: damage not seen yet
     assert any(line.startswith(orphan.name) and "orphan" in line for line in lines)
     total = folder_size(cache / key_a) + folder_size(cache / key_b) + folder_size(orphan)
     assert lines[-1] == f"2 entries, {total / 1e3:.1f} kB in {cache}"
     verified = cli("list", "--verify", "--dir", str(cache)).stdout
-    assert any(line.startswith(key_b) and "DAMAGED" in line and "SHA-256" in line for line in verified.splitlines())
+    assert any(line.startswith(key_b) and "DAMAGED" in line and "shard 0 (clips 0-1)" in line and "SHA-256" in line
+               for line in verified.splitlines())
 
     cleared = cli("clear", "--dir", str(cache), key_b)
     assert cleared.returncode == 0 and cleared.stdout.startswith("freed ") and "1 entries" in cleared.stdout

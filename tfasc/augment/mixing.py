@@ -358,6 +358,8 @@ def make_batch_augmenter(
         ds = ds.map(lambda i, xy: augment(xy[0], xy[1], i))
 
     or ``epoch * steps_per_epoch + step``. Same ``base_seed`` and index: the same batch out.
+    ``part=(i, first_row)`` (one replica's slice ``i`` of the batch, ``make_dataset(part=...)``):
+    slice ``i > 0`` draws from the seed folded with ``i``, so replicas do not repeat each other's draws.
     A policy that changes nothing returns the inputs untouched (no ops added). With
     ``policy.mixup_warmup_epochs`` (which needs ``steps_per_epoch``), batches with
     ``batch_index < mixup_warmup_epochs * steps_per_epoch`` get the policy without mixup, drawn
@@ -386,11 +388,13 @@ def make_batch_augmenter(
         return apply_policy(x, y, seed=seed, policy=chosen)
 
     @tf.autograph.experimental.do_not_convert  # static Python control flow only: tracing as is is faster
-    def augment(x, y, batch_index):
+    def augment(x, y, batch_index, part=None):
         if not policy.enabled:
             return x, y
         x = tf.convert_to_tensor(x)
         seed = tf.stack([tf.constant(base, tf.int64), tf.cast(batch_index, tf.int64)])
+        if part is not None and part[0]:  # one replica's slice of the batch (make_dataset's part): its own draws
+            seed = tf.random.experimental.stateless_fold_in(seed, part[0])
         if not warmup:
             return apply(x, y, seed, policy)
         return tf.cond(tf.cast(batch_index, tf.int64) < warmup,

@@ -62,6 +62,11 @@ class DataConfig:
     cache_max_gb: float = field(default=20.0, **_range(min=0))
     """Cap of the feature cache's size on disk: after writing an entry, the least recently used
     other entries are evicted until the cache fits (``python -m tfasc.cache list`` shows them)."""
+    feature_workers: int = field(default=1, **_range(min=0))
+    """Processes computing features (a shard of clips each, bit-identical whatever their number):
+    1 for the training process alone, 0 for one per CPU. Each worker pays a TensorFlow start-up
+    (~2.5 CPU-s) and the front-end already uses more than one core: on 2 cores two workers were
+    slower (200 DCASE clips: 9.7 s with 1, 16-27 s with 2), so more than one pays on many cores only."""
     batch_size: int = field(default=32, **_range(min=1))
     seed: int = 0
     """Seed of shuffling and augmentation."""
@@ -217,6 +222,49 @@ class OutputConfig:
     """Parent folder of run directories ``<dir>/<recipe>-<timestamp>/``."""
     plots: bool = True
     tensorboard: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class DistributeConfig:
+    """How the training stages spread over devices and machines: TensorFlow's own
+    ``tf.distribute`` strategies (:mod:`tfasc.training.distribute`). The global batch is always
+    ``data.batch_size``, split evenly over the replicas; a worker with several devices gets one
+    replica per device."""
+
+    strategy: Literal["default", "mirrored", "multi_worker"] = "default"
+    """``default``: one device. ``mirrored``: ``tf.distribute.MirroredStrategy`` over this machine's
+    ``devices``. ``multi_worker``: ``tf.distribute.MultiWorkerMirroredStrategy`` over ``workers``
+    (or the cluster in ``TF_CONFIG`` when ``workers`` is empty)."""
+    devices: tuple[str, ...] = ()
+    """``mirrored``: the devices, e.g. ``[/gpu:0, /gpu:1]``; empty: every GPU, else the CPU(s)."""
+    cpu_devices: int = field(default=0, **_range(min=0))
+    """Split the host CPU into this many logical devices first (0: leave it whole): mirrored
+    training on a machine without GPUs, as the tests do."""
+    workers: tuple[str, ...] = ()
+    """``multi_worker``: ``host:port`` of every worker, worker 0 (the chief, who writes the run
+    directory, report and bundle) first; the same list on every machine. Empty: ``TF_CONFIG``."""
+    worker_index: int = field(default=0, **_range(min=0))
+    """``multi_worker`` with ``workers``: which of them this process is."""
+    sync_batchnorm: bool = True
+    """On several replicas, Keras BatchNorms normalize by the statistics of the whole global batch (an
+    all-reduce per layer and step), as one device does; false: each replica's own slice (cheaper,
+    noisier with small slices). tfasc's sub-spectral normalization always uses the replica's slice."""
+
+    def __post_init__(self):
+        if self.strategy != "multi_worker" and (self.workers or self.worker_index):
+            raise ValueError("distribute.workers and worker_index need distribute.strategy: multi_worker, got "
+                             f"{self.strategy}")
+        if self.strategy != "mirrored" and self.devices:
+            raise ValueError(f"distribute.devices needs distribute.strategy: mirrored, got {self.strategy}")
+        for address in self.workers:
+            host, _, port = str(address).rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"distribute.workers: {address!r} is not host:port (e.g. 10.0.0.2:12345)")
+        if len(set(self.workers)) != len(self.workers):
+            raise ValueError(f"distribute.workers: expected distinct addresses, got {list(self.workers)}")
+        if self.workers and self.worker_index >= len(self.workers):
+            raise ValueError(f"distribute.worker_index: {self.worker_index} is not one of the "
+                             f"{len(self.workers)} workers (0 .. {len(self.workers) - 1})")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -413,6 +461,8 @@ class Recipe:
     export: ExportConfig = field(default_factory=ExportConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    distribute: DistributeConfig = field(default_factory=DistributeConfig)
+    """Training on several devices or machines (``tf.distribute``); the default is one device."""
     crossval: CrossValConfig = field(default_factory=CrossValConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     """Architecture search (``python -m tfasc.search``); ignored by ``tfasc.train``."""

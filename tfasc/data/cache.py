@@ -1,4 +1,4 @@
-"""On-disk feature cache keyed by what the features depend on, that checks itself.
+"""On-disk feature cache keyed by what the features depend on, that checks itself shard by shard.
 
 The key hashes the feature parameters, the audio reading parameters and every file's path, size
 and modification time, so changing any of them selects a different entry: a stale cache is never
@@ -8,14 +8,32 @@ when complete, so an interrupted build leaves nothing that looks valid.
 Layout of ``cache_dir``::
 
     <key>/features.npy      [examples, *feature_shape]; the first ``rows`` rows are valid
-    <key>/index.json        rows, kept/skipped files, size and SHA-256 of features.npy, and what a
-                            human needs to recognise the entry (created, description, shape, parameters)
+    <key>/index.json        rows, kept/skipped files, the shards, size of features.npy, SHA-256 of its
+                            header, and what a human needs to recognise the entry (created,
+                            description, shape, parameters)
     <key>/last_used         empty; its mtime orders least-recently-used eviction
     .<key>.tmp-*/writer.lock  held (flock) by the building process for as long as it lives
 
-A committed entry is never modified, so the size and checksum recorded at commit tell a damaged
-entry (truncated, bit-flipped, index lost) from a good one: it is removed, logged and rebuilt,
-never reused. Kept free of TensorFlow so that ``python -m tfasc.cache`` starts instantly.
+An entry is one memory-mapped ``features.npy`` (training gathers rows at random by example index)
+cut into **shards**: contiguous ranges of clips in file order (:data:`SHARD_CLIPS` each, the last one
+shorter), built in parallel by worker processes (:func:`tfasc.data.pipeline.extract_features`). The
+kept rows of a shard are contiguous too, and the shards' rows follow each other in clip order.
+``index.json`` (format 3) records for each shard::
+
+    {"first_clip": 0, "clips": 1024, "first_row": 0, "rows": 1023, "bytes": ..., "sha256": ...}
+
+``bytes`` and ``sha256`` cover the shard's rows in ``features.npy``, which start at byte
+``header.bytes + first_row * row_bytes``. Rows past ``rows`` (room left by skipped files) are in the
+file but in no shard; readers slice them off.
+
+A committed entry is never modified in place, so the size and checksums recorded at commit tell a
+damaged entry (truncated, bit-flipped, index lost) from a good one. One whose shards alone fail
+their checksums is repaired: the caller recomputes those shards' clips into a copy of the entry,
+checks them against the recorded checksums and commits the copy in its place
+(:func:`read_entry` with ``repair``). Any other damage (or a repair that does not reproduce the
+recorded bytes) removes the entry, with a log line, and it is rebuilt: never reused. Entries of an
+older index format (format 2 had one checksum of the whole file) count as damaged and are rebuilt.
+Kept free of TensorFlow so that ``python -m tfasc.cache`` starts instantly.
 """
 
 from __future__ import annotations
@@ -25,22 +43,30 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
 from tfasc.errors import UserError
-from tfasc.files import remove, replace, sha256_file, temporary_sibling
+from tfasc.files import remove, replace, temporary_sibling
 from tfasc.log import log
 
 CACHE_FORMAT = 1
 """Hashed into every key; bump it when the meaning of an entry's files changes."""
-INDEX_FORMAT = 2
-"""``index.json`` layout; format 2 records the size and SHA-256 of ``features.npy``."""
+INDEX_FORMAT = 3
+"""``index.json`` layout; format 3 records the shards, each with the size and SHA-256 of its rows."""
+SHARD_CLIPS = 256
+"""Clips per shard (the last one of an entry holds the rest): the unit of parallel extraction, of
+verification and of repair. Small enough that the 9,185 training clips of DCASE 2020 1B make 36
+shards to share among the workers of a many-core machine, large enough that each shard's work
+(256 clips of 10 s stereo at 48 kHz: ~120 MB of float16 log-mels at hop 1024) dwarfs a worker's
+start (importing TensorFlow: seconds)."""
 FEATURES_FILE = "features.npy"
 INDEX_FILE = "index.json"
 LAST_USED_FILE = "last_used"
@@ -62,6 +88,15 @@ class CacheError(UserError):
 
 class DamagedEntry(Exception):
     """An entry whose files disagree with its index; the message says how."""
+
+
+class DamagedShards(DamagedEntry):
+    """An entry whose index and header are good but whose ``shards`` (numbers) fail their checksums."""
+
+    def __init__(self, message: str, shards: list[int], index: dict):
+        super().__init__(message)
+        self.shards = shards
+        self.index = index
 
 
 @dataclass(frozen=True)
@@ -162,14 +197,95 @@ def last_used(entry: Path) -> float:
     return 0.0
 
 
+# -- shards -------------------------------------------------------------------------------------
+
+
+def shard_spans(num_clips: int, shard_clips: int = SHARD_CLIPS) -> list[tuple[int, int]]:
+    """``(first_clip, clips)`` of each shard of an entry of ``num_clips`` clips, in order."""
+    if shard_clips < 1:
+        raise ValueError(f"shard_clips must be at least 1, got {shard_clips}")
+    return [(first, min(shard_clips, num_clips - first)) for first in range(0, num_clips, shard_clips)]
+
+
+def shard_record(first_clip: int, clips: int, first_row: int, rows: int, row_bytes: int, sha256: str) -> dict:
+    """One shard of ``index.json``: its clips, its rows (kept clips) and the size and SHA-256 of their bytes."""
+    return {"first_clip": first_clip, "clips": clips, "first_row": first_row, "rows": rows,
+            "bytes": rows * row_bytes, "sha256": sha256}
+
+
+def describe_shard(number: int, shard: dict) -> str:
+    """``shard 3 (clips 3072-4095)``: how log lines name a shard."""
+    first, clips = shard["first_clip"], shard["clips"]
+    return f"shard {number} (clips {first}-{first + clips - 1})"
+
+
+def npy_data_offset(path: Path) -> int:
+    """Bytes of the ``.npy`` header of ``path``: where its first row starts.
+
+    Raises:
+        ValueError: not a ``.npy`` file.
+    """
+    with open(path, "rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            np.lib.format.read_array_header_1_0(handle)
+        else:
+            np.lib.format.read_array_header_2_0(handle)
+        return handle.tell()
+
+
+def sha256_range(path: Path, offset: int, length: int) -> str:
+    """Hex SHA-256 of ``length`` bytes of ``path`` from ``offset`` (hashlib releases the GIL: threads hash in parallel).
+
+    Raises:
+        OSError: unreadable, or shorter than that.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        left = length
+        while left:
+            block = handle.read(min(_BLOCK, left))
+            if not block:
+                raise OSError(f"ends {left} bytes early")
+            digest.update(block)
+            left -= len(block)
+    return digest.hexdigest()
+
+
+def _check_shards(index: dict) -> None:
+    """The shards cover the clips ``0..n`` and the rows ``0..rows`` in order, and agree with ``kept``.
+
+    Raises:
+        DamagedEntry: saying what does not fit.
+    """
+    shards, row_bytes = index["shards"], index["row_bytes"]
+    kept = np.sort(np.array([i for i in index["kept"] if isinstance(i, int)], np.int64))
+    fields = ("first_clip", "clips", "first_row", "rows", "bytes")
+    next_clip = next_row = 0
+    for number, shard in enumerate(shards):
+        if not (isinstance(shard, dict) and all(isinstance(shard.get(f), int) for f in fields)
+                and isinstance(shard.get("sha256"), str)):
+            raise DamagedEntry(f"{INDEX_FILE} has a malformed shard {number}")
+        kept_here = int(np.searchsorted(kept, shard["first_clip"] + shard["clips"]) - np.searchsorted(kept, shard["first_clip"]))
+        if (shard["first_clip"] != next_clip or shard["first_row"] != next_row or shard["clips"] < 1
+                or not 0 <= shard["rows"] <= shard["clips"] or shard["bytes"] != shard["rows"] * row_bytes
+                or kept_here != shard["rows"]):
+            raise DamagedEntry(f"{INDEX_FILE} has an inconsistent {describe_shard(number, shard)}")
+        next_clip += shard["clips"]
+        next_row += shard["rows"]
+    if next_row != index["rows"]:
+        raise DamagedEntry(f"{INDEX_FILE}: its shards hold {next_row} rows, not the {index['rows']} it says")
+
+
 # -- reading and verifying ----------------------------------------------------------------------
 
 
 def load_index(entry: Path) -> dict:
-    """The entry's ``index.json``, checked for the keys a reader relies on.
+    """The entry's ``index.json``, checked for the keys a reader relies on and the consistency of its shards.
 
     Raises:
-        DamagedEntry: missing, unreadable, not JSON, or of an older format without a checksum.
+        DamagedEntry: missing, unreadable, not JSON, inconsistent, or of an older format (without shards).
     """
     try:
         index = json.loads((entry / INDEX_FILE).read_text())
@@ -181,18 +297,26 @@ def load_index(entry: Path) -> dict:
         raise DamagedEntry(f"{INDEX_FILE} is not a mapping")
     if index.get("format") != INDEX_FORMAT:
         raise DamagedEntry(f"{INDEX_FILE} has format {index.get('format')}, expected {INDEX_FORMAT} (older tfasc)")
-    expected = {"rows": int, "kept": list, "skipped": list, "size": int, "sha256": str}
+    expected = {"rows": int, "kept": list, "skipped": list, "size": int, "row_bytes": int, "header": dict, "shards": list}
     wrong = [key for key, kind in expected.items() if not isinstance(index.get(key), kind)]
+    header = index.get("header")
+    if isinstance(header, dict) and not (isinstance(header.get("bytes"), int) and isinstance(header.get("sha256"), str)):
+        wrong.append("header")
     if wrong:
         raise DamagedEntry(f"{INDEX_FILE} lacks a valid {', '.join(wrong)}")
+    _check_shards(index)
+    if index["header"]["bytes"] + index["rows"] * index["row_bytes"] > index["size"]:
+        raise DamagedEntry(f"{INDEX_FILE}: its {index['rows']} rows do not fit in {index['size']} bytes")
     return index
 
 
-def verify_entry(entry: Path, *, checksum: bool = True) -> dict:
-    """The index of ``entry`` after checking ``features.npy`` against it (size, then SHA-256).
+def verify_entry(entry: Path, *, checksum: bool = True, threads: int | None = None) -> dict:
+    """The index of ``entry`` after checking ``features.npy`` against it: size, then the SHA-256 of its
+    header and of every shard (``threads`` at a time; default up to 8).
 
     Raises:
-        DamagedEntry: saying what does not match.
+        DamagedShards: only shards fail their checksums (the message names them).
+        DamagedEntry: anything else that does not match.
     """
     index = load_index(entry)
     features_path = entry / FEATURES_FILE
@@ -202,13 +326,24 @@ def verify_entry(entry: Path, *, checksum: bool = True) -> dict:
         raise DamagedEntry(f"{FEATURES_FILE} is missing") from None
     if size != index["size"]:
         raise DamagedEntry(f"{FEATURES_FILE} is {size} bytes, the index recorded {index['size']} (truncated or overwritten)")
-    if checksum:
-        try:
-            digest = sha256_file(features_path)
-        except OSError as error:
-            raise DamagedEntry(f"{FEATURES_FILE} is unreadable ({error.strerror or error})") from None
-        if digest != index["sha256"]:
-            raise DamagedEntry(f"{FEATURES_FILE} does not match its SHA-256 checksum (corrupted on disk)")
+    if not checksum:
+        return index
+    header, shards = index["header"], index["shards"]
+    offset, row_bytes = header["bytes"], index["row_bytes"]
+    ranges = [(0, header["bytes"])] + [(offset + s["first_row"] * row_bytes, s["bytes"]) for s in shards]
+    workers = max(1, min(len(ranges), threads or min(8, os.cpu_count() or 1)))
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            digests = list(pool.map(lambda span: sha256_range(features_path, *span), ranges))
+    except OSError as error:
+        raise DamagedEntry(f"{FEATURES_FILE} is unreadable ({error.strerror or error})") from None
+    if digests[0] != header["sha256"]:
+        raise DamagedEntry(f"{FEATURES_FILE}'s header does not match its SHA-256 checksum (corrupted on disk)")
+    damaged = [n for n, (shard, digest) in enumerate(zip(shards, digests[1:])) if digest != shard["sha256"]]
+    if damaged:
+        names = ", ".join(describe_shard(n, shards[n]) for n in damaged)
+        raise DamagedShards(f"{names} of {FEATURES_FILE} {'does' if len(damaged) == 1 else 'do'} not match "
+                            f"{'its' if len(damaged) == 1 else 'their'} SHA-256 checksum (corrupted on disk)", damaged, index)
     return index
 
 
@@ -228,23 +363,46 @@ def open_features(entry: Path, index: dict) -> np.ndarray:
     return features[:rows]
 
 
-def read_entry(entry: Path, *, verify: bool = True) -> tuple[np.ndarray, dict] | None:
+Repair = Callable[[Path, dict, list], None]
+"""``repair(entry, index, shards)``: recompute the damaged ``shards`` of ``entry`` and commit it
+again (:meth:`EntryWriter.copy_of`); raises :class:`DamagedEntry` when that does not reproduce them."""
+
+
+def read_entry(entry: Path, *, verify: bool = True, repair: Repair | None = None) -> tuple[np.ndarray, dict] | None:
     """The cached features (memory-mapped, read-only) and index of a good entry, else None.
 
     A damaged entry is removed with a log line saying why, and None returned: the caller
-    (``extract_features``) then rebuilds it. ``verify=False`` skips the checksum (only for an entry
-    this process has just committed).
+    (``extract_features``) then rebuilds it. When only shards fail their checksums and ``repair`` is
+    given, it recomputes them instead (logged, naming the shards); if that fails the entry is
+    removed as above. ``verify=False`` skips the checksums (only for an entry this process has just
+    committed).
     """
     entry = Path(entry)
     if not os.path.lexists(entry):
         return None
-    try:
-        if not entry.is_dir():
-            raise DamagedEntry("it is not a folder")
-        index = verify_entry(entry, checksum=verify)
-        features = open_features(entry, index)
-    except DamagedEntry as damage:
-        log(f"cache entry {entry.name} is damaged ({damage}); removing it and rebuilding")
+    repaired = False
+    while True:
+        try:
+            if not entry.is_dir():
+                raise DamagedEntry("it is not a folder")
+            index = verify_entry(entry, checksum=verify)
+            features = open_features(entry, index)
+            break
+        except DamagedShards as damage:
+            if repair is None or repaired:
+                failure = damage
+            else:
+                log(f"cache entry {entry.name} is damaged ({damage}); recomputing "
+                    f"{'that shard' if len(damage.shards) == 1 else 'those shards'}")
+                try:
+                    repair(entry, damage.index, damage.shards)
+                    repaired = True
+                    continue  # verify the repaired entry from scratch
+                except DamagedEntry as error:
+                    failure = DamagedEntry(f"the repair failed: {error}")
+        except DamagedEntry as damage:
+            failure = damage
+        log(f"cache entry {entry.name} is damaged ({failure}); removing it and rebuilding")
         remove(entry)
         return None
     mark_used(entry)
@@ -273,33 +431,54 @@ def _hold_lock(folder: Path) -> int:
 
 
 class EntryWriter:
-    """Write one cache entry into a locked temporary folder beside ``entry``; ``commit`` renames it into place."""
+    """Write one cache entry into a locked temporary folder beside ``entry``; ``commit`` renames it into place.
 
-    def __init__(self, entry: Path, shape: tuple[int, ...], dtype=np.float16):
+    ``features`` is the memory-mapped ``features.npy`` being written, at ``features_path``: other
+    processes may open it too (``np.lib.format.open_memmap(path, mode="r+")``) and write their rows.
+    """
+
+    def __init__(self, entry: Path, shape: tuple[int, ...] | None, dtype=np.float16, *, copy_from: Path | None = None):
         self.entry = Path(entry)
         self.tmp = temporary_sibling(self.entry, directory=True)
         self._lock: int | None = None
+        self.features_path = self.tmp / FEATURES_FILE
         try:
             self._lock = _hold_lock(self.tmp)
-            self.features = np.lib.format.open_memmap(self.tmp / FEATURES_FILE, mode="w+", dtype=dtype, shape=shape)
+            if copy_from is not None:
+                shutil.copyfile(copy_from, self.features_path)
+                self.features = np.lib.format.open_memmap(self.features_path, mode="r+")
+            else:
+                self.features = np.lib.format.open_memmap(self.features_path, mode="w+", dtype=dtype, shape=shape)
         except BaseException:
             self.abort()
             raise
 
+    @classmethod
+    def copy_of(cls, entry: Path) -> "EntryWriter":
+        """A writer of a copy of the committed ``entry`` (to repair shards of it): commit replaces the entry."""
+        entry = Path(entry)
+        return cls(entry, None, copy_from=entry / FEATURES_FILE)
+
     def commit(self, rows: int, index: dict) -> Path:
-        """Keep the first ``rows`` rows, write the index (with size and checksum) and rename the entry into place."""
+        """Keep the first ``rows`` rows, write the index and rename the entry into place.
+
+        ``index["shards"]`` (:func:`shard_record`) lists the shards with the checksums of their rows
+        as written; the size of the file and the SHA-256 of its header are added here.
+        """
         # Rows past ``rows`` (room left by skipped files) stay in the file; readers slice them off.
         try:
             self.features.flush()
+            row_bytes = int(np.prod(self.features.shape[1:], dtype=np.int64)) * self.features.dtype.itemsize
             self.features = None
-            features_path = self.tmp / FEATURES_FILE
+            header = npy_data_offset(self.features_path)
             record = {
                 **index,
                 "format": INDEX_FORMAT,
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "created": index.get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "rows": rows,
-                "size": os.stat(features_path).st_size,
-                "sha256": sha256_file(features_path),
+                "size": os.stat(self.features_path).st_size,
+                "row_bytes": row_bytes,
+                "header": {"bytes": header, "sha256": sha256_range(self.features_path, 0, header)},
             }
             (self.tmp / INDEX_FILE).write_text(json.dumps(record, indent=1))
             (self.tmp / LAST_USED_FILE).touch()

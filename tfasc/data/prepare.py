@@ -145,6 +145,7 @@ def _features(recipe, examples, description: str, *, started: float | None = Non
         description=description,
         cache_max_bytes=int(data.cache_max_gb * 1e9) if data.cache else None,
         cache_keep_since=started,
+        workers=data.feature_workers,
     )
     if result.skipped:
         path, reason = result.skipped[0]

@@ -37,6 +37,12 @@ class StageContext:
     the run directory when the stage has succeeded); None: the run directory."""
     clock: RunClock | None = None
     """Adds each finished epoch's time to the run's total."""
+    distribution: Any = None
+    """The :class:`tfasc.training.distribute.Distribution` the training stages run under (None: one device)."""
+    chief: bool = True
+    """Whether this process writes the run directory; the other workers of a multi-worker run train
+    alongside it, writing their artifacts to a private folder that is thrown away
+    (:mod:`tfasc.training.distribute`)."""
 
     @property
     def manifest(self) -> Manifest:
@@ -47,6 +53,12 @@ class StageContext:
         base = self.out_dir or self.run_dir
         return base / relative if relative else base
 
+    def fit_options(self) -> dict:
+        """``loop.fit``'s arguments that depend on the run: CSV and TensorBoard logs from the chief
+        only, and the distribution's BatchNorm synchronization."""
+        return {"logs": self.chief, "tensorboard": self.chief and self.recipe.output.tensorboard,
+                "sync_batchnorm": self.recipe.distribute.sync_batchnorm}
+
     def epoch_callbacks(self) -> list:
         """Callbacks every stage's ``fit`` gets: the run clock ticks at each epoch end."""
         if self.clock is None:
@@ -55,7 +67,7 @@ class StageContext:
 
     # -- data ---------------------------------------------------------------------------------
 
-    def train_dataset(self, start_batch: int = 0, *, mixer: Callable | None = None):
+    def train_dataset(self, start_batch: int = 0, *, mixer: Callable | None = None, part=(0, 1)):
         """The endless, shuffled, augmented training batches from global batch ``start_batch`` on
         (the same batches whether a run was resumed or not). With ``augment.waveform`` the decoded
         clips are augmented per example, mixed in pairs (``augment.waveform.mix``), then go through
@@ -67,13 +79,17 @@ class StageContext:
 
         ``mixer`` (``fn(clips, targets, batch_index) -> (clips, targets)``, e.g. the mix-training's)
         replaces the recipe's mixing: it mixes the clips instead of ``augment.waveform.mix``, and the
-        batch mixing (mixup, FreqMix, CutMix) is off; the other augmentations stay."""
+        batch mixing (mixup, FreqMix, CutMix) is off; the other augmentations stay.
+
+        ``part=(i, n)``: replica ``i`` of ``n``'s slice of every batch (:mod:`tfasc.training.distribute`);
+        with ``n > 1`` a pass holds full batches only, so every replica's slice has the same size."""
         recipe, data = self.recipe, self.data
         policy = recipe.augment if mixer is None else without_mixing(recipe.augment)
         augment = (make_batch_augmenter(policy, recipe.data.seed, steps_per_epoch=self.steps_per_epoch())
                    if policy.enabled else None)
         batches = dict(batch_size=recipe.data.batch_size, shuffle=True, seed=recipe.data.seed, augment=augment,
-                       repeat=True, start_batch=start_batch, sampling=recipe.data.sampling)
+                       repeat=True, start_batch=start_batch, sampling=recipe.data.sampling, part=tuple(part),
+                       drop_remainder=part[1] > 1)
         targets = data.input_targets(data.train_targets)
         clips = data.train_clips
         if clips is None and mixer is not None:
@@ -94,7 +110,8 @@ class StageContext:
         targets)``: the recipe's per-example waveform augmentation (example ``batch_index *
         batch_size + row``), then its mixing of clips in pairs (``augment.waveform.mix``, seeded by
         ``(data.seed, batch_index)``, targets mixed alike; ERANNs Sec. 3.2: augmentation per
-        mini-batch before the feature extractor), then the front-end, in graph mode."""
+        mini-batch before the feature extractor), then the front-end, in graph mode. Called with
+        ``part=(i, first_row)`` for replica ``i``'s slice of the batch (``make_dataset(part=...)``)."""
         from tfasc.augment.between_class import make_waveform_mixer
         from tfasc.augment.waveform import augment_batch, make_waveform_augmenter
 
@@ -110,10 +127,16 @@ class StageContext:
         # Plain TensorFlow ops with Python control flow on static values only: AutoGraph's conversion
         # of the whole chain would only cost seconds each time a dataset is built.
         @tf.autograph.experimental.do_not_convert
-        def transform(clips, targets, batch_index):
+        def transform(clips, targets, batch_index, part=None):
+            first_example = tf.cast(batch_index, tf.int64) * batch_size
+            mix_key = batch_index
+            if part is not None:  # one replica's slice (make_dataset's part): rows from part[1] on
+                first_example += tf.cast(part[1], tf.int64)
+                # A key of its own per (batch, slice) for the pairwise mix: slices do not repeat each other.
+                mix_key = tf.cast(batch_index, tf.int64) * 1_000_003 + part[0]
             if augmenter is not None:
-                clips = augment_batch(augmenter, clips, tf.cast(batch_index, tf.int64) * batch_size)
-            clips, targets = mixer(clips, targets, batch_index)
+                clips = augment_batch(augmenter, clips, first_example)
+            clips, targets = mixer(clips, targets, mix_key)
             features = frontend(clips, sample_rate=sample_rate)
             # The cache's rounding, so training sees what evaluation reads back from the cache.
             return tf.cast(tf.cast(features, cache_dtype), tf.float32), targets
@@ -185,7 +208,7 @@ def fine_tune(context: StageContext, model, *, name: str, epochs: int, learning_
         multi_label=context.data.index.multi_label, optimizer=keras.optimizers.Adam(learning_rate=schedule), loss=loss,
     )
     loop.fit(trainee, context.train_dataset, context.eval_dataset(), epochs=epochs, steps=steps,
-             run_dir=context.run_dir, name=name, tensorboard=context.recipe.output.tensorboard,
+             run_dir=context.run_dir, name=name, **context.fit_options(),
              extra_callbacks=[*callbacks, *context.epoch_callbacks()])
 
 

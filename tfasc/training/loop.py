@@ -226,6 +226,27 @@ class EvaluateWithEMA(keras.callbacks.Callback):
             self._raw_statistics = None
 
 
+class SynchronizedBatchNorm:
+    """Within it, every Keras ``BatchNormalization`` of ``model`` computes its batch statistics over the
+    global batch (all replicas: Keras' ``synchronized``, unfused), as one device does over the same
+    batch; after it, the layers are as before (so the saved model's config is the single-device one)."""
+
+    def __init__(self, model, enabled: bool = True):
+        self.layers = ([layer for layer in model.submodules if isinstance(layer, keras.layers.BatchNormalization)]
+                       if enabled else [])
+        self._flags = []
+
+    def __enter__(self):
+        self._flags = [(layer.synchronized, layer.fused) for layer in self.layers]
+        for layer in self.layers:
+            layer.synchronized, layer.fused = True, False
+        return self
+
+    def __exit__(self, *exc):
+        for layer, (synchronized, fused) in zip(self.layers, self._flags):
+            layer.synchronized, layer.fused = synchronized, fused
+
+
 def checkpoint_dir(run_dir: Path, name: str) -> Path:
     """Where stage ``name``'s per-epoch backups live."""
     return Path(run_dir) / CHECKPOINT_DIR / name
@@ -254,6 +275,8 @@ def fit(
     extra_callbacks=(),
     verbose: int = 2,
     batchnorm_batches: int = 0,
+    logs: bool = True,
+    sync_batchnorm: bool = True,
 ) -> keras.callbacks.History:
     """``model.fit`` with CSV and TensorBoard logs in ``run_dir/logs`` and, when ``resumable``,
     per-epoch backups in ``run_dir/checkpoints/<name>`` for resume.
@@ -270,14 +293,27 @@ def fit(
     epoch left to run, continues from (or ends with) the backed-up averages. ``batchnorm_batches > 0``
     re-estimates the BatchNorm statistics of the averaged weights on the first that many training
     batches (of the run's stream from batch 0) before each evaluation and at the end.
+
+    Under a ``tf.distribute`` strategy (the model built in its scope), a ``train_data`` function is
+    called once per replica with ``part=(i, n)`` and each replica trains on its slice of every
+    global batch (:func:`tfasc.training.distribute.distributed_dataset`); the backups are
+    TensorFlow's multi-worker ones (the chief's in ``checkpoints/<name>/chief``, read by every worker
+    on resume). ``logs=False`` writes no CSV log (the other workers of a multi-worker run).
+    ``sync_batchnorm``: on several replicas, Keras BatchNorms normalize by the global batch's statistics
+    (:class:`SynchronizedBatchNorm`); else each replica's own.
     """
+    from tfasc.training import distribute
+
     run_dir = Path(run_dir)
-    (run_dir / LOG_DIR).mkdir(parents=True, exist_ok=True)
+    if logs:
+        (run_dir / LOG_DIR).mkdir(parents=True, exist_ok=True)
     csv_name = HISTORY_CSV if name == "train" else f"{name}_{HISTORY_CSV}"
-    callbacks = [StopOnNonFiniteLoss(name), EpochCSVLogger(run_dir / LOG_DIR / csv_name), *extra_callbacks]
+    loggers = [EpochCSVLogger(run_dir / LOG_DIR / csv_name)] if logs else []
+    callbacks = [StopOnNonFiniteLoss(name), *loggers, *extra_callbacks]
     backups = checkpoint_dir(run_dir, name)
-    if resumable:
-        callbacks.insert(2, keras.callbacks.BackupAndRestore(str(backups), save_freq="epoch", delete_checkpoint=False))
+    if resumable:  # after the CSV logger: a row is written before its epoch's backup
+        callbacks.insert(1 + len(loggers),
+                         keras.callbacks.BackupAndRestore(str(backups), save_freq="epoch", delete_checkpoint=False))
     calibration = None
     if uses_ema(model) and batchnorm_batches > 0:
         calibration = (train_data(0) if callable(train_data) else train_data).take(batchnorm_batches)
@@ -287,18 +323,21 @@ def fit(
         model.optimizer.build(model.trainable_variables)
         callbacks.insert(0, EvaluateWithEMA(calibration))  # first to see an evaluation begin, so the others see the averages
     if callable(train_data):
-        train_data = train_data(completed_epochs(backups) * steps if resumable else 0)
+        make, start = train_data, completed_epochs(backups) * steps if resumable else 0
+        train_data = distribute.distributed_dataset(model.distribute_strategy, lambda part: make(start) if part == distribute.WHOLE else make(start, part=part))
     if tensorboard:
         log_dir = run_dir / LOG_DIR / ("tensorboard" if name == "train" else f"tensorboard_{name}")
         callbacks.append(keras.callbacks.TensorBoard(str(log_dir), profile_batch=0))
-    history = model.fit(
-        train_data,
-        validation_data=eval_data,
-        epochs=epochs,
-        steps_per_epoch=steps,
-        callbacks=callbacks,
-        verbose=verbose,
-    )
+    synchronize = sync_batchnorm and model.distribute_strategy.num_replicas_in_sync > 1
+    with SynchronizedBatchNorm(model, synchronize):
+        history = model.fit(
+            train_data,
+            validation_data=eval_data,
+            epochs=epochs,
+            steps_per_epoch=steps,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
     if calibration is not None:  # the model now holds the averaged weights: statistics to match
         estimate_batchnorm_statistics(model, calibration)
     return history

@@ -66,7 +66,7 @@ def validate_components(recipe) -> None:
         resolve_source(recipe.training.init_from)  # a bad source fails before the data is prepared
 
 
-def _prepare_context(recipe, run_dir: Path, clock: RunClock) -> StageContext:
+def _prepare_context(recipe, run_dir: Path, clock: RunClock, distribution=None) -> StageContext:
     """Prepare the data and record its input normalization; a run that already made progress must get
     the normalization it was trained with (else the data changed under it)."""
     data = prepare_data(recipe)
@@ -81,7 +81,7 @@ def _prepare_context(recipe, run_dir: Path, clock: RunClock) -> StageContext:
             )
     else:
         write_atomic(path, json.dumps(data.normalization.to_json()) + "\n")
-    return StageContext(recipe=recipe, run_dir=run_dir, data=data, clock=clock)
+    return StageContext(recipe=recipe, run_dir=run_dir, data=data, clock=clock, distribution=distribution)
 
 
 def _write_report(context: StageContext, out_dir: Path, *, results: dict | None = None) -> list[str]:
@@ -149,6 +149,47 @@ def _pending_stages(context: StageContext, from_stage: str | None) -> None:
         return
 
 
+def _distribution(recipe, out):
+    """The recipe's ``tf.distribute`` set-up (:mod:`tfasc.training.distribute`), checked against the run."""
+    from tfasc.training import distribute
+
+    if recipe.distribute.strategy == "multi_worker" and out is None:
+        raise RecipeError("distribute.strategy: multi_worker: give every worker the same --out (a folder every "
+                          "worker sees at that path: the chief writes it, the others read its checkpoints)")
+    distribution = distribute.make_distribution(recipe.distribute)
+    distribute.check_batch(recipe.data.batch_size, distribution)
+    if distribution.distributed:
+        log(f"training on {distribution.describe()}; global batch {recipe.data.batch_size}, "
+            f"{recipe.data.batch_size // distribution.replicas} per replica")
+    return distribution
+
+
+def _train_alongside_chief(recipe, run_dir: Path, from_stage: str | None, distribution) -> Path:
+    """A multi-worker run's other workers: prepare the same data, train each stage the chief trains
+    (they read the chief's checkpoints and models, never write the run directory) and wait for the
+    chief after every stage, and at the end for its report."""
+    from tfasc.training import distribute
+
+    log(f"worker {distribution.worker_index} of {distribution.num_workers}: the chief writes {run_dir}")
+    data = prepare_data(recipe)
+    recorded = run_dir / NORMALIZATION_FILE
+    if recorded.is_file() and has_progress(run_dir) and not read_normalization(recorded).matches(data.normalization):
+        raise DatasetError(f"{recorded}: the chief's run was trained with other data than {recipe.data.root} gives "
+                           "on this worker; every worker must read the same dataset")
+    context = StageContext(recipe=recipe, run_dir=run_dir, data=data, distribution=distribution, chief=False)
+    manifest = Manifest(run_dir)
+    # The chief's decision (_pending_stages): from --from's stage, else from the first stage not done.
+    first = (recipe.stages.index(from_stage) if from_stage else
+             next((i for i, name in enumerate(recipe.stages) if manifest.mismatch(name)), len(recipe.stages)))
+    with distribute.worker_failures(distribution):
+        for position, name in enumerate(recipe.stages):
+            if position >= first:
+                stages.run_stage(name, context)
+            distribute.barrier(distribution)
+        distribute.barrier(distribution)  # the chief's report
+    return run_dir
+
+
 def run_recipe(recipe, *, out: Path | str | None = None, from_stage: str | None = None,
                source: Path | str | None = None) -> Path:
     """Run ``recipe``'s stages and return its run directory.
@@ -158,10 +199,18 @@ def run_recipe(recipe, *, out: Path | str | None = None, from_stage: str | None 
     one. ``source``: the recipe file, named in front of a validation error. Only one process
     writes a run directory at a time; a run that fails before any stage made progress leaves no
     folder behind (and does not claim ``out``).
+
+    With ``distribute.strategy: multi_worker`` every worker calls this with the same ``out``; the
+    chief (worker 0) writes the run directory, the others train alongside it (:func:`_train_alongside_chief`).
     """
+    from tfasc.training import distribute
+
     _validated(recipe, source)
     if from_stage is not None and from_stage not in recipe.stages:
         raise RecipeError(f"--from {from_stage}: not one of this recipe's stages {list(recipe.stages)}")
+    distribution = _distribution(recipe, out)
+    if not distribution.chief:
+        return _train_alongside_chief(recipe, Path(out), from_stage, distribution)
     run_dir, resumed = resolve_run_dir(recipe, out=out, rerun=from_stage is not None)
     created = not resumed
     with RunLock(run_dir):
@@ -172,13 +221,17 @@ def run_recipe(recipe, *, out: Path | str | None = None, from_stage: str | None 
             if from_stage is not None:
                 _require_done_before(recipe, run_dir, from_stage, what=f"--from {from_stage}",
                                      remedy="run the recipe without --from first")
-            context = _prepare_context(recipe, run_dir, clock)
+            context = _prepare_context(recipe, run_dir, clock, distribution)
             # Written once the data fits the run: a failed attempt leaves a finished run's recipe as it was.
             write_atomic(run_dir / RECIPE_FILE, dump_recipe(recipe))
             _pending_stages(context, from_stage)
-            for name in recipe.stages:
-                stages.run_stage(name, context)
-            return _finish(context)
+            with distribute.worker_failures(distribution):
+                for name in recipe.stages:
+                    stages.run_stage(name, context)
+                    distribute.barrier(distribution)  # the other workers read this stage's files next
+                finished = _finish(context)
+                distribute.barrier(distribution)
+            return finished
         except BaseException:
             if created and not has_progress(run_dir):
                 remove(run_dir)  # a failed first attempt claims nothing

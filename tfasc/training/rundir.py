@@ -133,6 +133,26 @@ def _unstarted_leftover(entry: Path) -> bool:
     return (entry.name in _BEFORE_RECIPE or is_temporary(entry.name)) and entry.is_file() and not entry.is_symlink()
 
 
+def _training_text(recipe) -> str:
+    """The recipe as recorded, less how the run is spread over devices (``distribute``: worker
+    addresses change from one launch to the next; a run may resume on other devices)."""
+    import dataclasses
+
+    return dump_recipe(dataclasses.replace(recipe, distribute=type(recipe.distribute)()))
+
+
+def _same_training(recorded: Path, text: str) -> bool:
+    """Whether the recipe file ``recorded`` trains what the recipe of ``text`` (:func:`_training_text`) does."""
+    from tfasc.config.load import RecipeError, load_recipe
+
+    if recorded.read_text() == text:
+        return True
+    try:
+        return _training_text(load_recipe(recorded)) == text
+    except (RecipeError, OSError):
+        return False
+
+
 def resolve_run_dir(recipe, *, out: Path | str | None = None, rerun: bool = False) -> tuple[Path, bool]:
     """The run directory for ``recipe`` (created when new) and whether it continues an existing run.
 
@@ -142,15 +162,15 @@ def resolve_run_dir(recipe, *, out: Path | str | None = None, rerun: bool = Fals
     hold an earlier run, whose recipe may differ (re-running stages may change their settings).
     Without ``out``: the newest ``<output.dir>/<name>-<timestamp>`` whose recipe matches and which
     has no report yet is resumed (with ``rerun``: the newest run of that name); otherwise a new
-    timestamped folder is made.
+    timestamped folder is made. Recipes that differ only in their ``distribute`` section count as the same.
     """
-    text = dump_recipe(recipe)
+    text = _training_text(recipe)
     if out is not None:
         run_dir = Path(out)
         if run_dir.exists() and not run_dir.is_dir():
             raise RunDirError(f"--out {run_dir}: is a file; expected a run directory (new or existing)")
         recorded = run_dir / RECIPE_FILE
-        if recorded.is_file() and (recorded.read_text() == text or rerun or not has_progress(run_dir)):
+        if recorded.is_file() and (rerun or not has_progress(run_dir) or _same_training(recorded, text)):
             return run_dir, True
         if recorded.is_file():
             raise RunDirError(
@@ -168,8 +188,7 @@ def resolve_run_dir(recipe, *, out: Path | str | None = None, rerun: bool = Fals
         raise RunDirError(f"output.dir: {parent} is a file; expected a folder for run directories")
     candidates = [p for p in parent.glob(f"{recipe.name}-*") if (p / RECIPE_FILE).is_file()]
     for candidate in sorted(candidates, key=_run_order, reverse=True):
-        recorded = (candidate / RECIPE_FILE).read_text()
-        if rerun or (recorded == text and not is_finished(candidate, recipe.stages)):
+        if rerun or (_same_training(candidate / RECIPE_FILE, text) and not is_finished(candidate, recipe.stages)):
             return candidate, True
     if rerun:
         raise RunDirError(f"--from: no earlier run of {recipe.name!r} in {parent}; run all stages first or give --out")

@@ -17,6 +17,11 @@ qat        float_model                ``qat_weights.h5`` (qat_model)      ``qat`
 export     float_model (+ qat_model)  ``deploy/``, float TFLite files     ``deploy``
 =========  =========================  ==================================  =============================
 
+A stage that trains (``distributed = True``: train, mix_train, finetune, prune, qat) runs inside
+the recipe's ``tf.distribute`` strategy scope, on every worker of a multi-worker run; the others
+(export) run on the chief alone, on one device. The other workers write what a stage makes into a
+private folder that is thrown away: the chief alone writes the run directory.
+
 A stage writes its artifacts into a staging folder (``context.output(...)``); they are moved into
 the run directory and recorded only when it succeeded. A stage whose manifest entry exists and
 whose artifacts still match their recorded size and hash is skipped, so an interrupted run
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
@@ -56,6 +62,9 @@ class Stage(Protocol):
     """Run-directory paths of unfinished work (checkpoints, logs) removed when the stage is forgotten."""
     report_section: str | None
     """Key of its result in ``report.json`` (None: merged at the top level)."""
+    distributed: bool = False
+    """Whether it trains under the recipe's ``tf.distribute`` strategy (on every worker); else it
+    runs on the chief, on one device."""
 
     def run(self, context: StageContext) -> dict[str, Any]:
         """Do the work, write ``artifacts``, return the JSON-ready result."""
@@ -168,6 +177,8 @@ def run_stage(name: str, context: StageContext, *, rerun: bool = False,
     same step (the report of ``python -m tfasc.export``) and returns their relative paths.
     """
     stage = get(name)
+    if not context.chief:
+        return _run_on_worker(stage, context)
     manifest = context.manifest
     problem = manifest.mismatch(name)
     if not rerun and problem is None:
@@ -179,7 +190,7 @@ def run_stage(name: str, context: StageContext, *, rerun: bool = False,
     started = time.time()
     staging = temporary_sibling(context.run_dir / f"{STAGING_PREFIX}{name}", directory=True)
     try:
-        result = {**stage.run(dataclasses.replace(context, out_dir=staging)), "time_s": time.time() - started}
+        result = {**_run(stage, dataclasses.replace(context, out_dir=staging)), "time_s": time.time() - started}
         write_atomic(staging / result_path(name), json.dumps(result, indent=2) + "\n")
         extra = list(also_commit(result, staging)) if also_commit else []
         commit(staging, context.run_dir, [*(a.path for a in stage.artifacts), result_path(name), *extra])
@@ -190,6 +201,30 @@ def run_stage(name: str, context: StageContext, *, rerun: bool = False,
         context.clock.tick()
     log(f"stage {name} finished in {result['time_s']:.1f} s")
     return result
+
+
+def _run(stage: Stage, context: StageContext) -> dict[str, Any]:
+    """``stage.run(context)``, inside the strategy's scope when the stage trains and the run is distributed."""
+    distribution = context.distribution
+    if distribution is None or not distribution.distributed or not getattr(stage, "distributed", False):
+        return stage.run(context)
+    with distribution.strategy.scope():
+        return {**stage.run(context), "distribute": distribution.to_json()}
+
+
+def _run_on_worker(stage: Stage, context: StageContext) -> dict | None:
+    """A worker other than the chief: train alongside it (the collective steps need every worker),
+    writing the stage's files into a private folder that is removed after; stages that do not
+    train run on the chief only (None)."""
+    if not getattr(stage, "distributed", False):
+        log(f"stage {stage.name}: on the chief")
+        return None
+    log(f"stage {stage.name} (worker {context.distribution.worker_index}: training alongside the chief)")
+    private = Path(tempfile.mkdtemp(prefix=f"tfasc-worker{context.distribution.worker_index}-{stage.name}-"))
+    try:
+        return _run(stage, dataclasses.replace(context, out_dir=private))
+    finally:
+        remove(private)
 
 
 from tfasc.training.stages import train, mix_train, finetune, prune, qat, export  # noqa: E402,F401  (registration, in table order)

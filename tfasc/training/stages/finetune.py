@@ -32,6 +32,7 @@ def augmentation_summary(policy) -> str:
 
 class FinetuneStage(Stage):
     name = "finetune"
+    distributed = True  # trains under the recipe's tf.distribute strategy
     needs = (FLOAT_MODEL,)
     artifacts = (Artifact(FINETUNED_FILE, FLOAT_MODEL),)
     scratch = (f"{loop.CHECKPOINT_DIR}/finetune", f"{loop.LOG_DIR}/finetune_{loop.HISTORY_CSV}")

@@ -22,6 +22,7 @@ MIXED_MODEL_FILE = "mix_trained.keras"
 
 class MixTrainStage(Stage):
     name = "mix_train"
+    distributed = True  # trains under the recipe's tf.distribute strategy
     needs: tuple[str, ...] = ()
     artifacts = (Artifact(MIXED_MODEL_FILE, FLOAT_MODEL),)
     scratch = (f"{loop.CHECKPOINT_DIR}/mix_train", f"{loop.LOG_DIR}/mix_train_{loop.HISTORY_CSV}")

@@ -19,6 +19,7 @@ SPARSE = "sparse"
 
 class PruneStage(Stage):
     name = "prune"
+    distributed = True  # trains under the recipe's tf.distribute strategy
     needs = (FLOAT_MODEL,)
     artifacts = (Artifact(PRUNED_FILE, FLOAT_MODEL, traits=(SPARSE,)),)
     scratch = (f"{loop.CHECKPOINT_DIR}/prune", f"{loop.LOG_DIR}/prune_{loop.HISTORY_CSV}")

@@ -52,6 +52,7 @@ def load_qat_model(context: StageContext, path, by: str):
 
 class QatStage(Stage):
     name = "qat"
+    distributed = True  # trains under the recipe's tf.distribute strategy
     needs = (FLOAT_MODEL,)
     artifacts = (Artifact(QAT_FILE, QAT_MODEL),)
     scratch = (f"{loop.CHECKPOINT_DIR}/qat", f"{loop.LOG_DIR}/qat_{loop.HISTORY_CSV}")

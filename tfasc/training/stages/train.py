@@ -90,7 +90,7 @@ def train_from_start(context: StageContext, *, stage: str, model_file: str, verb
     # With training.ema_decay the per-epoch evaluation uses the averaged weights, and fit
     # returns the model holding them (loop.fit), so they are what is evaluated and saved here.
     loop.fit(trainee, train_data, context.eval_dataset(), epochs=training.epochs, steps=steps,
-             run_dir=context.run_dir, name=stage, tensorboard=recipe.output.tensorboard,
+             run_dir=context.run_dir, name=stage, **context.fit_options(),
              extra_callbacks=context.epoch_callbacks(), batchnorm_batches=training.ema_batchnorm_batches)
     save_model(model, context.output(model_file))
     return {
@@ -103,6 +103,7 @@ def train_from_start(context: StageContext, *, stage: str, model_file: str, verb
 
 class TrainStage(Stage):
     name = "train"
+    distributed = True  # trains under the recipe's tf.distribute strategy
     needs: tuple[str, ...] = ()
     artifacts = (Artifact(MODEL_FILE, FLOAT_MODEL),)
     scratch = (f"{loop.CHECKPOINT_DIR}/train", f"{loop.LOG_DIR}/{loop.HISTORY_CSV}")
