@@ -417,6 +417,16 @@ def write_crossval_report(directory: Path, summary: dict, *, plots: bool = True)
 # -- the run -------------------------------------------------------------------------------------
 
 
+def refuse_multi_worker(recipe, path, what: str) -> None:
+    """Commands that run many recipes (their folds, candidates) keep one folder and lock of their own:
+    they run on one machine (``mirrored`` works), not as several workers."""
+    if recipe.distribute.strategy == "multi_worker":
+        from tfasc.config.load import RecipeError
+
+        raise RecipeError(f"{path}: distribute.strategy: multi_worker is for python -m tfasc.train; {what} runs on "
+                          "one machine (use mirrored, or train each fold's recipe with tfasc.train on the workers)")
+
+
 def run_crossval(path: Path | str, overrides: Sequence[str] = (), *, out: Path | str | None = None,
                  folds: Sequence[str] | None = None, report_only: bool = False) -> tuple[Path, dict]:
     """Train the folds that are not finished (only ``folds`` when given; none with ``report_only``)
@@ -428,6 +438,7 @@ def run_crossval(path: Path | str, overrides: Sequence[str] = (), *, out: Path |
 
     recipe = load_recipe(path, overrides)
     check_setup(recipe, path)
+    refuse_multi_worker(recipe, path, "cross-validation")
     directory = crossval_dir(recipe, out)
     all_folds = make_folds(path, overrides, recipe, directory)
     chosen = select_folds(all_folds, folds)

@@ -262,6 +262,9 @@ class DistributeConfig:
                 raise ValueError(f"distribute.workers: {address!r} is not host:port (e.g. 10.0.0.2:12345)")
         if len(set(self.workers)) != len(self.workers):
             raise ValueError(f"distribute.workers: expected distinct addresses, got {list(self.workers)}")
+        if self.worker_index and not self.workers:
+            raise ValueError("distribute.worker_index: needs distribute.workers (with TF_CONFIG the task index "
+                             "comes from TF_CONFIG)")
         if self.workers and self.worker_index >= len(self.workers):
             raise ValueError(f"distribute.worker_index: {self.worker_index} is not one of the "
                              f"{len(self.workers)} workers (0 .. {len(self.workers) - 1})")

@@ -400,6 +400,8 @@ def read_entry(entry: Path, *, verify: bool = True, repair: Repair | None = None
                     continue  # verify the repaired entry from scratch
                 except DamagedEntry as error:
                     failure = DamagedEntry(f"the repair failed: {error}")
+                except (OSError, UserError, RuntimeError) as error:  # no room for the copy, a worker failed: rebuild
+                    failure = DamagedEntry(f"the repair failed ({type(error).__name__}: {str(error)[:200]})")
         except DamagedEntry as damage:
             failure = damage
         log(f"cache entry {entry.name} is damaged ({failure}); removing it and rebuilding")

@@ -380,7 +380,9 @@ def _worker_environment(workers: int):
     showed them once) and share the CPUs (``workers`` processes of one intra-op thread per CPU each
     would oversubscribe them), unless the user set these variables."""
     threads = str(max(1, (os.cpu_count() or 1) // workers))
-    settings = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": threads}
+    # GPU memory grown on demand: each worker would otherwise take nearly all of it.
+    settings = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": threads,
+                "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
     added = [name for name in settings if name not in os.environ]
     os.environ.update({name: settings[name] for name in added})
     try:

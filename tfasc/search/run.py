@@ -482,6 +482,9 @@ def run_search(path: Path | str, overrides: Sequence[str] = (), *, out: Path | s
         validate_components(recipe)
     except RecipeError as error:
         raise RecipeError(f"{path}: {error}") from error
+    from tfasc.crossval import refuse_multi_worker
+
+    refuse_multi_worker(recipe, path, "the search")
     try:  # what the candidates train with (search.training / search.augment) is checked up front too
         from tfasc.models.searched_cnn import WU_LEE_B
 

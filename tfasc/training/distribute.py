@@ -11,12 +11,15 @@ A recipe's ``distribute`` section picks the strategy (:func:`make_distribution`)
 The global batch is the recipe's ``data.batch_size`` on any number of replicas. Each replica builds
 its own slice of every global batch (:func:`distributed_dataset`): replica ``r`` of ``R`` gathers
 rows ``[r B / R, (r + 1) B / R)`` of the batch's example indices, so no worker reads (or decodes,
-augments, transforms) another's examples, and every example is augmented exactly as on one device
-(per-example augmentation is keyed by the example's position in the global batch). Mixing of
-examples (mixup, FreqMix, CutMix, waveform mixing) pairs examples within a replica's slice, as
-per-device mixup does on several GPUs. Keras averages the replicas' gradients, each the mean over
-``B / R`` examples, which is the global batch's mean: without batch mixing or BatchNorm (whose
-statistics are per replica) the training is the single-device one up to float summation order.
+augments, transforms) another's examples. The per-example waveform augmentation is keyed by the
+example's position in the global batch, so it is what one device draws; what is drawn for a batch
+as a whole (mixup, FreqMix, CutMix and waveform mixing partners, SpecAugment masks) is drawn per
+replica slice, from the batch's seed folded with the slice, as per-device mixup does on several
+GPUs. Keras averages the replicas' gradients, each the mean over ``B / R`` examples, which is the
+global batch's mean; with BatchNorm synchronized (``distribute.sync_batchnorm``) and without batch
+augmentation the training is the single-device one up to float summation order. With several
+replicas a pass over the data holds full batches only (one device keeps a short last batch), so a
+run resumes on the same number of replicas (:mod:`tfasc.training.rundir` refuses another).
 """
 
 from __future__ import annotations
@@ -167,6 +170,13 @@ def check_batch(batch_size: int, distribution: Distribution) -> None:
     if batch_size % distribution.replicas:
         raise RecipeError(f"data.batch_size: {batch_size} does not split evenly over the {distribution.replicas} "
                           f"replicas of {distribution.describe()}; use a multiple of {distribution.replicas}")
+
+
+def check_examples(examples: int, batch_size: int, distribution: Distribution) -> None:
+    """With several replicas a pass holds full batches only: the training split must fill one."""
+    if distribution.replicas > 1 and examples < batch_size:
+        raise RecipeError(f"data.batch_size: {batch_size} is more than the {examples} training examples; on several "
+                          "replicas every batch is full: use a smaller batch")
 
 
 def replica_parts(input_context) -> list[Part]:

@@ -232,6 +232,7 @@ class SynchronizedBatchNorm:
     batch; after it, the layers are as before (so the saved model's config is the single-device one)."""
 
     def __init__(self, model, enabled: bool = True):
+        self.model = model
         self.layers = ([layer for layer in model.submodules if isinstance(layer, keras.layers.BatchNormalization)]
                        if enabled else [])
         self._flags = []
@@ -245,6 +246,8 @@ class SynchronizedBatchNorm:
     def __exit__(self, *exc):
         for layer, (synchronized, fused) in zip(self.layers, self._flags):
             layer.synchronized, layer.fused = synchronized, fused
+        if self.layers:  # the train function traced with synchronized statistics is traced again next time
+            self.model.train_function = None
 
 
 def checkpoint_dir(run_dir: Path, name: str) -> Path:

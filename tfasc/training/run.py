@@ -172,6 +172,11 @@ def _train_alongside_chief(recipe, run_dir: Path, from_stage: str | None, distri
 
     log(f"worker {distribution.worker_index} of {distribution.num_workers}: the chief writes {run_dir}")
     data = prepare_data(recipe)
+    distribute.check_examples(len(data.train_targets) * data.segments_per_clip, recipe.data.batch_size, distribution)
+    with distribute.worker_failures(distribution):
+        # Until the chief has settled the run directory (resumed or new, stages forgotten, normalization
+        # recorded) nothing in it is read here.
+        distribute.barrier(distribution)
     recorded = run_dir / NORMALIZATION_FILE
     if recorded.is_file() and has_progress(run_dir) and not read_normalization(recorded).matches(data.normalization):
         raise DatasetError(f"{recorded}: the chief's run was trained with other data than {recipe.data.root} gives "
@@ -222,10 +227,14 @@ def run_recipe(recipe, *, out: Path | str | None = None, from_stage: str | None 
                 _require_done_before(recipe, run_dir, from_stage, what=f"--from {from_stage}",
                                      remedy="run the recipe without --from first")
             context = _prepare_context(recipe, run_dir, clock, distribution)
+            data = context.data
+            distribute.check_examples(len(data.train_targets) * data.segments_per_clip, recipe.data.batch_size,
+                                      distribution)
             # Written once the data fits the run: a failed attempt leaves a finished run's recipe as it was.
             write_atomic(run_dir / RECIPE_FILE, dump_recipe(recipe))
             _pending_stages(context, from_stage)
             with distribute.worker_failures(distribution):
+                distribute.barrier(distribution)  # the other workers read the run directory from here on
                 for name in recipe.stages:
                     stages.run_stage(name, context)
                     distribute.barrier(distribution)  # the other workers read this stage's files next

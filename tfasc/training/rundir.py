@@ -134,11 +134,17 @@ def _unstarted_leftover(entry: Path) -> bool:
 
 
 def _training_text(recipe) -> str:
-    """The recipe as recorded, less how the run is spread over devices (``distribute``: worker
-    addresses change from one launch to the next; a run may resume on other devices)."""
+    """The recipe as recorded, less what may change from one launch of the same run to the next: the
+    workers' addresses and this worker's index (not their number: a pass over the data depends on the
+    replicas, :mod:`tfasc.training.distribute`), and ``data.feature_workers`` (the features are
+    bit-identical whatever it is)."""
     import dataclasses
 
-    return dump_recipe(dataclasses.replace(recipe, distribute=type(recipe.distribute)()))
+    placement = recipe.distribute
+    placement = dataclasses.replace(placement, worker_index=0,
+                                    workers=tuple(f"worker{i}:1" for i in range(len(placement.workers))))
+    return dump_recipe(dataclasses.replace(recipe, distribute=placement,
+                                           data=dataclasses.replace(recipe.data, feature_workers=1)))
 
 
 def _same_training(recorded: Path, text: str) -> bool:
@@ -162,7 +168,8 @@ def resolve_run_dir(recipe, *, out: Path | str | None = None, rerun: bool = Fals
     hold an earlier run, whose recipe may differ (re-running stages may change their settings).
     Without ``out``: the newest ``<output.dir>/<name>-<timestamp>`` whose recipe matches and which
     has no report yet is resumed (with ``rerun``: the newest run of that name); otherwise a new
-    timestamped folder is made. Recipes that differ only in their ``distribute`` section count as the same.
+    timestamped folder is made. Recipes that differ only in the workers' addresses or ``data.feature_workers``
+    count as the same (:func:`_training_text`).
     """
     text = _training_text(recipe)
     if out is not None:

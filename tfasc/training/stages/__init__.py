@@ -164,6 +164,10 @@ def clean_staging(run_dir: Path) -> None:
     for folder in (run_dir, run_dir / RESULTS_DIR, run_dir / "logs"):
         for leftover in folder.glob(TEMPORARY_GLOB):
             remove(leftover)
+    # A multi-worker run's other workers save Keras' backups beside the chief's and remove them at
+    # once (BackupAndRestore); one killed while saving leaves its folder.
+    for leftover in run_dir.glob("checkpoints/*/workertemp_*"):
+        remove(leftover)
 
 
 def run_stage(name: str, context: StageContext, *, rerun: bool = False,
