@@ -82,7 +82,7 @@ from tfasc.augment.mixing import make_batch_augmenter  # noqa: E402
 from tfasc.config.load import load_recipe, read_yaml, to_plain  # noqa: E402
 from tfasc.data.pipeline import make_dataset  # noqa: E402
 from tfasc.data.prepare import prepare_data  # noqa: E402
-from tfasc.training import loop  # noqa: E402
+from tfasc.training import distribute, loop  # noqa: E402
 from tfasc.training.context import StageContext  # noqa: E402
 from tfasc.training.stages.train import build_model  # noqa: E402
 
@@ -435,26 +435,12 @@ def print_report(rows: list[dict], groups: list[dict], args, timed_s: float) -> 
 
 # -- multi-worker scaling on localhost ------------------------------------------------------------
 
-def _free_ports(count: int) -> list[int]:
-    import socket
-
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def scaling_worker(args) -> int:
     """Hidden mode (``--scaling-worker i/N --scaling-workers ADDR,...``): worker ``i`` of an ``N``-worker
     ``MultiWorkerMirroredStrategy`` on this machine, on the cached DCASE 2020 1B recipe. Prints one
     JSON line: the examples/s of its own input pipeline (its replica's slice of every global batch,
     ``train_dataset(0, part=(i, N))``), timed while the other workers time theirs, and the cluster's
     training examples/s (global batch / step time of a ``fit`` on the distributed stream)."""
-    from tfasc.training import distribute
-
     index, count = distribute.parse_worker(args.scaling_worker)
     workspace = Workspace(args.workdir.resolve(), args.clips, args.seconds)
     # The parent wrote the recipe pointed at its data (scaling_rows): the workers only read it.
@@ -487,7 +473,7 @@ def scaling_rows(workspace: Workspace, args, counts=(1, 2)) -> list[dict]:
     workspace.recipe(CACHED_RECIPE)  # written once here, read by every worker
     rows = []
     for count in counts:
-        addresses = ",".join(f"127.0.0.1:{port}" for port in _free_ports(count))
+        addresses = distribute.local_worker_addresses(count)
         command = [sys.executable, __file__, "--scaling-workers", addresses, "--workdir", str(workspace.folder),
                    "--clips", str(args.clips), "--batches", str(args.batches), "--warmup", str(args.warmup),
                    "--steps", str(args.steps), *(["--seconds", str(args.seconds)] if args.seconds else [])]

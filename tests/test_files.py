@@ -123,3 +123,16 @@ def test_temporary_names_are_recognized_and_others_are_not(tmp_path):
     assert all(files.is_temporary(name) for name in names)
     for name in ("model.keras", ".lock", "normalization.json", "tmp-model", ".model.keras"):
         assert not files.is_temporary(name)
+
+
+def test_sha256_of_a_range_of_a_file_is_hashlib_of_those_bytes(tmp_path):
+    import hashlib
+
+    data = os.urandom(3 * (1 << 20) + 12345)  # more than two 1 MiB blocks
+    path = tmp_path / "blob"
+    path.write_bytes(data)
+    assert files.sha256_file(path) == hashlib.sha256(data).hexdigest()
+    for offset, length in ((0, 0), (0, 100), (17, (1 << 20) + 5), (len(data) - 9, 9)):
+        assert files.sha256_file(path, offset=offset, length=length) == hashlib.sha256(data[offset:offset + length]).hexdigest()
+    with pytest.raises(OSError, match="ends 4 bytes early"):
+        files.sha256_file(path, offset=len(data) - 6, length=10)

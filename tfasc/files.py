@@ -92,11 +92,26 @@ def write_atomic(path: Path | str, data: str | bytes) -> Path:
     return Path(path)
 
 
-def sha256_file(path: Path | str, digest=None) -> str:
+def sha256_file(path: Path | str, digest=None, *, offset: int = 0, length: int | None = None) -> str:
     """Hex SHA-256 of a file, read in 1 MiB blocks (cache entries can be gigabytes). With
-    ``digest`` (a ``hashlib`` object) the file is fed into it instead and its hex digest returned."""
+    ``digest`` (a ``hashlib`` object) the file is fed into it instead and its hex digest returned.
+    ``offset`` / ``length``: only ``length`` bytes from ``offset`` (hashlib releases the GIL: threads
+    hash ranges of one file in parallel).
+
+    Raises:
+        OSError: unreadable, or ending before ``offset + length``.
+    """
     digest = digest or hashlib.sha256()
     with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
+        handle.seek(offset)
+        left = length
+        while left is None or left > 0:
+            block = handle.read(1 << 20 if left is None else min(1 << 20, left))
+            if not block:
+                if left is not None:
+                    raise OSError(f"{path} ends {left} bytes early")
+                break
             digest.update(block)
+            if left is not None:
+                left -= len(block)
     return digest.hexdigest()

@@ -8,31 +8,8 @@ import sys
 
 import numpy as np
 import pytest
-import soundfile as sf
 
-from tfasc.data.datasets.base import Example
-from tfasc.data.features import LogMelParams
-from tfasc.data.frontends.log_mel import LogMelFrontEnd
-from tfasc.data.pipeline import extract_features
-
-RATE = 8000
-PARAMS = LogMelParams(n_fft=256, hop_length=128, n_mels=16, top_db=80.0)
-
-
-def write_clips(folder, count, seed=0):
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    examples = []
-    for i in range(count):
-        path = folder / f"clip{i}.wav"
-        sf.write(path, 0.1 * rng.standard_normal((RATE // 2, 2)), RATE, subtype="PCM_16")
-        examples.append(Example(path=path, labels=("a",)))
-    return examples
-
-
-def extract(examples, cache, **kwargs):
-    return extract_features(examples, sample_rate=RATE, duration_s=0.5, channels=2, frontend=LogMelFrontEnd(PARAMS),
-                            cache_dir=cache, **kwargs)
+from support.cache_clips import extract, write_clips
 
 
 def folder_size(path):

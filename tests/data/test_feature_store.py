@@ -15,35 +15,12 @@ import tensorflow as tf
 
 import tfasc.data.pipeline as pipeline
 from tfasc.cache import list_cache
-from tfasc.data.datasets.base import Example
-from tfasc.data.features import LogMelParams
 from tfasc.data.frontends.log_mel import LogMelFrontEnd
 from tfasc.data.pipeline import BadAudioError, FeatureWorkerError, extract_features
 
-RATE = 8000
-PARAMS = LogMelParams(n_fft=256, hop_length=128, n_mels=16, top_db=80.0)
+from support.cache_clips import PARAMS, RATE, extract, write_clips
+
 ROW_BYTES = 16 * 32 * 2 * 2  # [16 mels, 32 frames, 2 channels] float16
-
-
-def write_clips(folder, count, bad=()):
-    """``count`` clips of 0.5 s stereo noise; those numbered in ``bad`` empty (undecodable)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    examples = []
-    for i in range(count):
-        path = folder / f"clip{i}.wav"
-        audio = (0.1 * rng.standard_normal((RATE // 2, 2))).astype(np.float32)
-        if i in bad:
-            path.write_bytes(b"")
-        else:
-            sf.write(path, audio, RATE, subtype="PCM_16")
-        examples.append(Example(path=path, labels=("a",)))
-    return examples
-
-
-def extract(examples, cache, **kwargs):
-    return extract_features(examples, sample_rate=RATE, duration_s=0.5, channels=2, frontend=LogMelFrontEnd(PARAMS),
-                            cache_dir=cache, **kwargs)
 
 
 def direct_features(path):

@@ -8,7 +8,6 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -44,20 +43,6 @@ def _train(folder: Path, out: str, *extra: str, env=None, wait=True, log: Path |
     output, _ = process.communicate(timeout=600)
     assert process.returncode == 0, output if output is not None else log.read_text()
     return output
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def _workers(count: int) -> str:
-    return ",".join(f"127.0.0.1:{port}" for port in _free_ports(count))
 
 
 def _history_file(path: Path) -> list[dict]:
@@ -130,7 +115,7 @@ def test_ema_pruning_and_qat_train_under_the_strategy(tiny):
 
 
 def test_two_workers_on_localhost_train_as_one_device_and_only_the_chief_writes(tiny):
-    workers = _workers(2)
+    workers = distribute.local_worker_addresses(2)
     other = _train(tiny, "multi", "--worker", "1/2", "--workers", workers, wait=False, log=tiny / "worker1.log")
     chief = _train(tiny, "multi", "--worker", "0/2", "--workers", workers)
     assert other.wait(timeout=120) == 0, (tiny / "worker1.log").read_text()
@@ -143,7 +128,7 @@ def test_two_workers_on_localhost_train_as_one_device_and_only_the_chief_writes(
 
 
 def test_a_killed_worker_and_a_restart_of_both_resume_from_the_last_epoch(tiny):
-    workers = _workers(2)
+    workers = distribute.local_worker_addresses(2)
     longer = ("--set", "training.epochs=16")
     run_dir = tiny / "killed"
     other = _train(tiny, "killed", "--worker", "1/2", "--workers", workers, *longer, wait=False, log=tiny / "k1.log")
@@ -165,7 +150,7 @@ def test_a_killed_worker_and_a_restart_of_both_resume_from_the_last_epoch(tiny):
     done = len(_history(run_dir))
     assert 3 <= done < 16, "the kill came after training finished; nothing was resumed"
 
-    workers = _workers(2)
+    workers = distribute.local_worker_addresses(2)
     other = _train(tiny, "killed", "--worker", "1/2", "--workers", workers, *longer, wait=False, log=tiny / "r1.log")
     output = _train(tiny, "killed", "--worker", "0/2", "--workers", workers, *longer)
     assert other.wait(timeout=120) == 0, (tiny / "r1.log").read_text()

@@ -54,7 +54,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from tfasc.errors import UserError
-from tfasc.files import remove, replace, temporary_sibling
+from tfasc.files import remove, replace, sha256_file, temporary_sibling
 from tfasc.log import log
 
 CACHE_FORMAT = 1
@@ -72,7 +72,6 @@ INDEX_FILE = "index.json"
 LAST_USED_FILE = "last_used"
 LOCK_FILE = "writer.lock"
 KEY_LENGTH = 24
-_BLOCK = 1 << 20
 # A temporary folder without a lock file is either a writer between creating it and locking it
 # (microseconds), a folder ``tfasc.files.replace`` moved aside (milliseconds), or left by a process
 # killed in between: old enough, it can only be the last.
@@ -234,25 +233,6 @@ def npy_data_offset(path: Path) -> int:
         return handle.tell()
 
 
-def sha256_range(path: Path, offset: int, length: int) -> str:
-    """Hex SHA-256 of ``length`` bytes of ``path`` from ``offset`` (hashlib releases the GIL: threads hash in parallel).
-
-    Raises:
-        OSError: unreadable, or shorter than that.
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        handle.seek(offset)
-        left = length
-        while left:
-            block = handle.read(min(_BLOCK, left))
-            if not block:
-                raise OSError(f"ends {left} bytes early")
-            digest.update(block)
-            left -= len(block)
-    return digest.hexdigest()
-
-
 def _check_shards(index: dict) -> None:
     """The shards cover the clips ``0..n`` and the rows ``0..rows`` in order, and agree with ``kept``.
 
@@ -334,7 +314,7 @@ def verify_entry(entry: Path, *, checksum: bool = True, threads: int | None = No
     workers = max(1, min(len(ranges), threads or min(8, os.cpu_count() or 1)))
     try:
         with ThreadPoolExecutor(workers) as pool:
-            digests = list(pool.map(lambda span: sha256_range(features_path, *span), ranges))
+            digests = list(pool.map(lambda span: sha256_file(features_path, offset=span[0], length=span[1]), ranges))
     except OSError as error:
         raise DamagedEntry(f"{FEATURES_FILE} is unreadable ({error.strerror or error})") from None
     if digests[0] != header["sha256"]:
@@ -480,7 +460,7 @@ class EntryWriter:
                 "rows": rows,
                 "size": os.stat(self.features_path).st_size,
                 "row_bytes": row_bytes,
-                "header": {"bytes": header, "sha256": sha256_range(self.features_path, 0, header)},
+                "header": {"bytes": header, "sha256": sha256_file(self.features_path, length=header)},
             }
             (self.tmp / INDEX_FILE).write_text(json.dumps(record, indent=1))
             (self.tmp / LAST_USED_FILE).touch()

@@ -342,7 +342,6 @@ def _run_shards(spec: _ShardSpec, jobs: Sequence[_ShardJob], out: np.ndarray, *,
         return [_extract_shard(spec, job, target=out[job.first_row : job.first_row + job.capacity],
                                extract=extract, progress=progress) for job in jobs]
     results = []
-    workers = min(workers, len(jobs))
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:
         with _worker_environment(workers):

@@ -86,6 +86,11 @@ class PreparedData:
         return segments_per_clip(self.train.features.shape[1:], self.segment_frames)
 
     @property
+    def training_inputs(self) -> int:
+        """Model inputs of the training split: its clips, or their segments."""
+        return len(self.train_targets) * self.segments_per_clip
+
+    @property
     def input_seconds(self) -> float | None:
         """The audio one model input accounts for: a clip's seconds over its segments (the device runs
         ``segments_per_clip`` inferences per clip), for costs per second of audio."""

@@ -151,7 +151,7 @@ class StageContext:
                             batch_size=self.recipe.evaluate.batch_size, shuffle=False, normalize=data.normalization)
 
     def steps_per_epoch(self) -> int:
-        return loop.steps_per_epoch(len(self.data.train_targets) * self.data.segments_per_clip,
+        return loop.steps_per_epoch(self.data.training_inputs,
                                     self.recipe.data.batch_size, self.recipe.training.steps_per_epoch)
 
     def class_counts(self) -> np.ndarray:

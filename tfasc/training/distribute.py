@@ -28,6 +28,7 @@ import contextlib
 import functools
 import json
 import os
+import socket
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -159,10 +160,24 @@ def make_distribution(config) -> Distribution:
         return Distribution(tf.distribute.MirroredStrategy(devices), "mirrored")
     resolver = _cluster_resolver(config)
     strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
-    workers = len(resolver.cluster_spec().as_dict().get("worker", [])) + len(
-        resolver.cluster_spec().as_dict().get("chief", []))
-    index = resolver.task_id + (1 if resolver.task_type == "worker" and "chief" in resolver.cluster_spec().jobs else 0)
+    jobs = resolver.cluster_spec().as_dict()
+    workers = len(jobs.get("worker", [])) + len(jobs.get("chief", []))
+    # With a "chief" task in TF_CONFIG, worker k is the (k + 1)-th process.
+    index = resolver.task_id + (1 if resolver.task_type == "worker" and "chief" in jobs else 0)
     return Distribution(strategy, "multi_worker", worker_index=index, num_workers=workers)
+
+
+def local_worker_addresses(count: int) -> str:
+    """``--workers`` for ``count`` workers on this machine: ``127.0.0.1:<port>,...`` on ports free now
+    (to try multi-worker training on one machine, as the tests and ``benchmarks/pipeline.py`` do)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return ",".join(f"127.0.0.1:{s.getsockname()[1]}" for s in sockets)
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def check_batch(batch_size: int, distribution: Distribution) -> None:
@@ -207,12 +222,6 @@ def distributed_dataset(strategy, make_part: Callable[[Part], tf.data.Dataset]):
         return dataset.with_options(options)
 
     return strategy.distribute_datasets_from_function(worker_dataset)
-
-
-def part_rows(rows, part: Part):
-    """``[first, end)`` of ``part``'s share of a batch of ``rows`` examples (int or scalar tensor)."""
-    index, count = part
-    return rows * index // count, rows * (index + 1) // count
 
 
 def barrier(distribution: Distribution) -> None:

@@ -70,6 +70,14 @@ def _prepare_context(recipe, run_dir: Path, clock: RunClock, distribution=None) 
     """Prepare the data and record its input normalization; a run that already made progress must get
     the normalization it was trained with (else the data changed under it)."""
     data = prepare_data(recipe)
+    if not _check_recorded_normalization(recipe, run_dir, data):
+        write_atomic(run_dir / NORMALIZATION_FILE, json.dumps(data.normalization.to_json()) + "\n")
+    return StageContext(recipe=recipe, run_dir=run_dir, data=data, clock=clock, distribution=distribution)
+
+
+def _check_recorded_normalization(recipe, run_dir: Path, data) -> bool:
+    """Whether ``run_dir`` holds the normalization of a run that made progress; it must be the one
+    ``data`` gives (else the data changed under the run, or a worker reads other data)."""
     path = run_dir / NORMALIZATION_FILE
     if path.is_file() and has_progress(run_dir):
         recorded = read_normalization(path)
@@ -79,9 +87,8 @@ def _prepare_context(recipe, run_dir: Path, clock: RunClock, distribution=None) 
                 f"{recipe.data.root} now gives {data.normalization.describe()}: the data changed since (or the "
                 "command runs from another folder); use the run's data or start a new run"
             )
-    else:
-        write_atomic(path, json.dumps(data.normalization.to_json()) + "\n")
-    return StageContext(recipe=recipe, run_dir=run_dir, data=data, clock=clock, distribution=distribution)
+        return True
+    return False
 
 
 def _write_report(context: StageContext, out_dir: Path, *, results: dict | None = None) -> list[str]:
@@ -172,15 +179,12 @@ def _train_alongside_chief(recipe, run_dir: Path, from_stage: str | None, distri
 
     log(f"worker {distribution.worker_index} of {distribution.num_workers}: the chief writes {run_dir}")
     data = prepare_data(recipe)
-    distribute.check_examples(len(data.train_targets) * data.segments_per_clip, recipe.data.batch_size, distribution)
+    distribute.check_examples(data.training_inputs, recipe.data.batch_size, distribution)
     with distribute.worker_failures(distribution):
         # Until the chief has settled the run directory (resumed or new, stages forgotten, normalization
         # recorded) nothing in it is read here.
         distribute.barrier(distribution)
-    recorded = run_dir / NORMALIZATION_FILE
-    if recorded.is_file() and has_progress(run_dir) and not read_normalization(recorded).matches(data.normalization):
-        raise DatasetError(f"{recorded}: the chief's run was trained with other data than {recipe.data.root} gives "
-                           "on this worker; every worker must read the same dataset")
+    _check_recorded_normalization(recipe, run_dir, data)
     context = StageContext(recipe=recipe, run_dir=run_dir, data=data, distribution=distribution, chief=False)
     manifest = Manifest(run_dir)
     # The chief's decision (_pending_stages): from --from's stage, else from the first stage not done.
@@ -227,9 +231,7 @@ def run_recipe(recipe, *, out: Path | str | None = None, from_stage: str | None 
                 _require_done_before(recipe, run_dir, from_stage, what=f"--from {from_stage}",
                                      remedy="run the recipe without --from first")
             context = _prepare_context(recipe, run_dir, clock, distribution)
-            data = context.data
-            distribute.check_examples(len(data.train_targets) * data.segments_per_clip, recipe.data.batch_size,
-                                      distribution)
+            distribute.check_examples(context.data.training_inputs, recipe.data.batch_size, distribution)
             # Written once the data fits the run: a failed attempt leaves a finished run's recipe as it was.
             write_atomic(run_dir / RECIPE_FILE, dump_recipe(recipe))
             _pending_stages(context, from_stage)

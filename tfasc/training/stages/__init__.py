@@ -43,7 +43,7 @@ from tfasc.config.load import RecipeError
 from tfasc.files import TEMPORARY_GLOB, remove, replace, temporary_sibling, write_atomic
 from tfasc.log import log
 from tfasc.training.context import StageContext
-from tfasc.training.rundir import Artifact
+from tfasc.training.rundir import CHECKPOINT_DIR, Artifact
 
 RESULTS_DIR = "stages"
 STAGING_PREFIX = "staging-"
@@ -166,7 +166,7 @@ def clean_staging(run_dir: Path) -> None:
             remove(leftover)
     # A multi-worker run's other workers save Keras' backups beside the chief's and remove them at
     # once (BackupAndRestore); one killed while saving leaves its folder.
-    for leftover in run_dir.glob("checkpoints/*/workertemp_*"):
+    for leftover in run_dir.glob(f"{CHECKPOINT_DIR}/*/workertemp_*"):
         remove(leftover)
 
 
